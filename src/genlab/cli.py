@@ -1,0 +1,257 @@
+"""The ``genlab`` command. Each subcommand calls the public API and nothing more.
+
+Bad input (an unknown model, a missing file, a malformed --set) prints one line,
+``genlab: error: ...``, and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import GenlabError
+
+EPILOG_TRAIN = """\
+examples:
+  genlab train vae --data digits --epochs 20
+  genlab train vae --data mnist --data-root ../shared/data --epochs 10 --batch-size 128
+  genlab train ae --data mnist --data-root DIR --set hidden=[1000,500,250] latent=30 loss=bce
+  genlab train vae --data mnist --set data.binarize=dynamic train.grad_clip=5
+  genlab train vae --out runs/v1 --resume --epochs 20      # continue a stopped run to 20 epochs
+
+--set KEY=VALUE reaches any field of the model, train or data config (`genlab list models -v`
+shows the model fields); prefix with model., train. or data. when a name is ambiguous. Values
+are JSON (lists as [400,200], true/false) or plain strings. --config FILE.toml may hold a
+top-level `model = "vae"` and the tables [model], [train], [data]; the command line wins.
+"""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2)."""
+
+    def error(self, message):  # noqa: D401
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="genlab", formatter_class=_formatter,
+               description="genlab: autoencoders, VAEs and GANs that train, evaluate and report from one command line.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"genlab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    # list
+    s = sub.add_parser("list", help="list registered models or data sets", formatter_class=_formatter,
+                       description="Print the registry: one line per model or data set, with a description.")
+    s.add_argument("what", choices=["models", "datasets"], help="models or datasets")
+    s.add_argument("-v", "--verbose", action="store_true", help="also list each model's config fields and defaults")
+
+    # train
+    s = sub.add_parser("train", help="train a model; prints the run directory", formatter_class=_formatter,
+                       description="Train MODEL on a data set and write a run directory (config.json, "
+                       "model.safetensors, state.pt, metrics.jsonl, samples/, eval.json).", epilog=EPILOG_TRAIN)
+    s.add_argument("model", metavar="MODEL", help="a registered model (see `genlab list models`)")
+    s.add_argument("--data", metavar="NAME", help="digits (default), mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH")
+    s.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/raw etc. (default $GENLAB_DATA_ROOT or ./data)")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--epochs", type=int, metavar="N", help="passes over the training split (default 10)")
+    g.add_argument("--steps", type=int, metavar="N", help="optimizer steps instead of epochs")
+    s.add_argument("--batch-size", type=int, metavar="B", help="examples per step (default 128)")
+    s.add_argument("--lr", type=float, metavar="X", help="learning rate (default 1e-3)")
+    s.add_argument("--seed", type=int, metavar="S", help="seed (default 0); the same seed gives the same weights on the CPU")
+    s.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+    s.add_argument("--out", metavar="RUN_DIR", help="run directory (default runs/MODEL-DATA-TIME)")
+    s.add_argument("--config", metavar="FILE.toml", help="config file with [model], [train], [data] tables")
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override any config field")
+    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--download", action="store_true", help="allow downloading a missing torchvision data set")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    # eval
+    s = sub.add_parser("eval", help="evaluate a run on the test split", formatter_class=_formatter,
+                       description="Evaluate RUN_DIR on the test split. Keys: mse (per pixel), sse (squared error "
+                       "per image, summed over pixels), bce (per image, summed), psnr (dB); VAEs add nelbo "
+                       "(negative ELBO per image, nats), kl, and nll_iwae with --iwae-k.")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+    s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split (default test)")
+    s.add_argument("--iwae-k", type=int, default=0, metavar="K", help="importance samples for the IWAE bound on -log p(x) (VAEs; e.g. 5000)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed for the posterior samples (default 0)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+    # sample
+    s = sub.add_parser("sample", help="draw samples from a generative run", formatter_class=_formatter,
+                       description="Draw N samples. A .png output is a grid; an .npz holds array x "
+                       "(N x C x H x W, or N x D) in the data set's value range.")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--n", type=int, default=64, metavar="N", help="number of samples (default 64)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    s.add_argument("--out", metavar="FILE", help="FILE.png or FILE.npz (default RUN_DIR/samples/samples.png)")
+
+    # report
+    s = sub.add_parser("report", help="write RUN_DIR/report.html", formatter_class=_formatter,
+                       description="Write a self-contained HTML report (images embedded): metrics, loss curves, "
+                       "reconstructions, and for generative models samples and an interpolation grid.")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+    s.add_argument("--out", metavar="FILE.html", help="default RUN_DIR/report.html")
+
+    # demo
+    s = sub.add_parser("demo", help="the main job: train, evaluate and report on embedded data", formatter_class=_formatter,
+                       description="Train a VAE and an autoencoder on scikit-learn's digits (no download, a few "
+                       "minutes on 2 CPU cores), evaluate them and write reports and an index page.")
+    s.add_argument("--out", default="demo-out", metavar="DIR", help="output folder (default demo-out)")
+    s.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs per model (default: the demo's own)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    # bench
+    s = sub.add_parser("bench", help="run a named benchmark, or list them", formatter_class=_formatter,
+                       description="Benchmarks reproduce published numbers and measure speed against a reference "
+                       "timed in the same run. `genlab bench list` names them.")
+    s.add_argument("name", metavar="NAME", help="a benchmark name, or `list`")
+    s.add_argument("--quick", action="store_true", help="a minutes-long smoke version (what the test suite runs)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    s.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/raw etc. (default $GENLAB_DATA_ROOT or ../shared/data)")
+    s.add_argument("--out", metavar="FILE.json", help="also write the result to this file")
+    return p
+
+
+def cmd_list(a) -> int:
+    from .config import describe_fields
+    from .data import DATASETS
+    from .registry import MODELS
+
+    reg = MODELS if a.what == "models" else DATASETS
+    width = max(len(n) for n in reg.names())
+    for e in reg.entries():
+        print(f"{e.name:<{width}}  {e.description}")
+        if a.verbose and a.what == "models":
+            for name, tp, default, help_ in describe_fields(e.obj.Config):
+                print(f"    {name}={json.dumps(default)}  ({tp}) {help_}")
+    if a.what == "datasets":
+        print(f"{'folder:PATH':<{width}}  an image folder, one subfolder per class (or train/ and test/ inside), resized to data.image_size")
+        print(f"{'npz:PATH':<{width}}  arrays x (N x D, N x H x W or images) and optional y, x_test, y_test")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from .run import train
+
+    sets = list(a.set)
+    if a.download:
+        sets.append("data.download=true")
+    run = train(a.model, a.data, out=a.out, config=a.config, set=sets, resume=a.resume, epochs=a.epochs,
+                steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
+                data_root=a.data_root, progress=not a.quiet and sys.stderr.isatty())
+    ev = json.loads((run.path / "eval.json").read_text())
+    keys = [k for k in ("loss", "nelbo", "kl", "mse", "bce", "psnr") if k in ev]
+    print("test: " + ", ".join(f"{k}={ev[k]:.4g}" for k in keys) + f"  ({ev['train_seconds']:.1f} s training)", file=sys.stderr)
+    print(run.path)
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from .run import load_run
+
+    if a.iwae_k < 0:
+        raise GenlabError(f"--iwae-k: expected a positive number of samples, got {a.iwae_k}")
+    run = load_run(a.run)
+    res = run.evaluate(a.split, iwae_k=a.iwae_k, root=a.data_root, seed=a.seed,
+                       progress=not a.json and sys.stderr.isatty())
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>10}  {v:.6g}" if isinstance(v, float) else f"{k:>10}  {v}")
+    return 0
+
+
+def cmd_sample(a) -> int:
+    from .images import save_grid, save_npz
+    from .run import load_run
+
+    if a.n < 1:
+        raise GenlabError(f"--n: expected a positive number of samples, got {a.n}")
+    run = load_run(a.run)
+    out = Path(a.out) if a.out else run.path / "samples" / "samples.png"
+    if out.suffix not in (".png", ".npz"):
+        raise GenlabError(f"--out {out}: expected a .png (grid) or .npz (raw samples) file name")
+    x = run.sample(a.n, seed=a.seed)
+    if out.suffix == ".png":
+        if len(run.config["shape"]) != 3:
+            raise GenlabError(f"--out {out}: the data are vectors of shape {run.config['shape']}, not images; use .npz")
+        save_grid(out, x, value_range=tuple(run.config["value_range"]))
+    else:
+        save_npz(out, x=x.cpu().numpy())
+    print(out)
+    return 0
+
+
+def cmd_report(a) -> int:
+    from .report import write_report
+    from .run import load_run
+
+    run = load_run(a.run)
+    path = write_report(run, out=a.out, data_root=a.data_root)
+    print(path)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    from .demo import run_demo
+
+    path = run_demo(a.out, epochs=a.epochs, progress=not a.quiet and sys.stderr.isatty())
+    print(path)
+    return 0
+
+
+def cmd_bench(a) -> int:
+    from .bench import list_benchmarks, run_benchmark
+
+    if a.name == "list":
+        for name, desc in list_benchmarks():
+            print(f"{name:<20}  {desc}")
+        return 0
+    res = run_benchmark(a.name, quick=a.quick, data_root=a.data_root, echo=not a.json)
+    if a.out:
+        from .io import atomic_write_json
+
+        atomic_write_json(a.out, res)
+    if a.json:
+        print(json.dumps(res))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
+            "report": cmd_report, "demo": cmd_demo, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return COMMANDS[a.command](a) or 0
+    except GenlabError as e:
+        print(f"genlab {a.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"genlab {a.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in genlab, not bad input
+        if os.environ.get("GENLAB_DEBUG"):
+            raise
+        print(f"genlab {a.command}: internal error: {type(e).__name__}: {e} "
+              "(set GENLAB_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""Run directories and the high-level API: ``train(...)`` makes one, ``load_run(path)`` opens it.
+
+A run directory holds ``config.json`` (model name and config, data config, training config),
+``model.safetensors``, ``state.pt`` (for exact resume), ``metrics.jsonl``, ``samples/*.png``,
+``eval.json`` (test metrics at the end of training) and ``report.html`` once reported.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .config import fields_of, from_dict, load_toml
+from .data import DataConfig, Dataset, load_data
+from .errors import ConfigError, RunError
+from .images import save_grid
+from .io import atomic_write_json, read_jsonl
+from .models import create_model, model_config_class
+from .train import TrainConfig, fit
+from .train.checkpoint import WEIGHTS, load_weights
+
+CONFIG = "config.json"
+
+
+def route_overrides(model: str, items: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Send each ``key=value`` to the model, train or data config. ``model.x``, ``train.x`` and
+    ``data.x`` name the section; a bare key goes to the first section that has such a field."""
+    sections = {"model": fields_of(model_config_class(model)), "train": fields_of(TrainConfig),
+                "data": fields_of(DataConfig)}
+    out: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    for key, value in items:
+        if "." in key:
+            sec, _, name = key.partition(".")
+            if sec not in sections:
+                raise ConfigError(f"--set {key}: unknown section {sec!r}; use model., train. or data.")
+            if name not in sections[sec]:
+                raise ConfigError(f"--set {key}: {sec} config has no field {name!r}; known: {', '.join(sorted(sections[sec]))}")
+            out[sec][name] = value
+            continue
+        for sec, known in sections.items():
+            if key in known:
+                out[sec][key] = value
+                break
+        else:
+            allk = sorted(set().union(*sections.values()))
+            raise ConfigError(f"--set {key}: no model ({model}), train or data field of that name; known: {', '.join(allk)}")
+    return out
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"
+
+
+class Run:
+    """An opened run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        cfg_path = self.path / CONFIG
+        if not self.path.is_dir():
+            raise RunError(f"{self.path}: no such run directory")
+        if not cfg_path.is_file():
+            raise RunError(f"{cfg_path}: missing; {self.path} is not a genlab run directory")
+        try:
+            self.config = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise RunError(f"{cfg_path}: not valid JSON ({e})") from None
+        for key in ("model", "model_config", "data", "train", "shape", "value_range"):
+            if key not in self.config:
+                raise RunError(f"{cfg_path}: field {key!r} is missing")
+        self.model_name: str = self.config["model"]
+        self.data_config = from_dict(DataConfig, self.config["data"], where=f"{cfg_path}: data")
+        self.train_config = from_dict(TrainConfig, self.config["train"], where=f"{cfg_path}: train")
+        self._model = None
+        self._data: Dataset | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, model={self.model_name!r}, data={self.data_config.name!r})"
+
+    @property
+    def model(self):
+        """The trained model, on the CPU, in eval mode."""
+        if self._model is None:
+            m = build_model(self.model_name, self.config["model_config"], self.config["shape"],
+                            self.config["value_range"], where=f"{self.path / CONFIG}: model_config")
+            load_weights(self.path / WEIGHTS, m)
+            m.eval()
+            self._model = m
+        return self._model
+
+    def data(self, root: str | None = None) -> Dataset:
+        if self._data is None or root:
+            cfg = self.data_config
+            if root:
+                cfg = from_dict(DataConfig, {**asdict(cfg), "root": root})
+            self._data = load_data(cfg)
+        return self._data
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.path / "metrics.jsonl")
+
+    def evaluate(self, split: str = "test", iwae_k: int = 0, root: str | None = None, **kw) -> dict:
+        from .evaluate import evaluate
+
+        return evaluate(self.model, self.data(root), split, iwae_k=iwae_k, **kw)
+
+    def sample(self, n: int = 64, seed: int = 0) -> torch.Tensor:
+        g = torch.Generator().manual_seed(seed)
+        return self.model.sample(n, generator=g)
+
+
+def build_model(name: str, model_config: dict, shape, value_range, where: str = "model"):
+    cls_cfg = from_dict(model_config_class(name), model_config, where=where)
+    from .registry import MODELS
+
+    return MODELS.get(name)(cls_cfg, tuple(shape), tuple(value_range))
+
+
+def load_run(path: str | Path) -> Run:
+    return Run(path)
+
+
+def write_progress_grids(run_dir: Path, data: Dataset):
+    """A callback for ``fit``: reconstructions of fixed test images (and samples from fixed
+    noise for generative models) saved as ``samples/step_NNNNNN.png``."""
+    samples_dir = run_dir / "samples"
+    x_fixed, _ = data.eval_inputs("test")
+    x_fixed = x_fixed[:32]
+
+    @torch.no_grad()
+    def cb(model, epoch, step):
+        model.eval()
+        dev = next(model.parameters()).device
+        x = x_fixed.to(dev)
+        if len(data.shape) != 3:
+            return
+        recon = model.reconstruct(x)
+        grid = torch.cat([x[:16], recon[:16], x[16:32], recon[16:32]])
+        save_grid(samples_dir / f"recon_step_{step:07d}.png", grid, nrow=16, value_range=data.value_range)
+        if getattr(model, "generative", False):
+            g = torch.Generator().manual_seed(1234)
+            save_grid(samples_dir / f"sample_step_{step:07d}.png", model.sample(64, generator=g),
+                      nrow=8, value_range=data.value_range)
+
+    return cb
+
+
+def train(model: str = "vae", data: str | None = None, *, out: str | Path | None = None,
+          config: str | Path | None = None, set: list[str] | dict | None = None, resume: bool = False,
+          epochs: int | None = None, steps: int | None = None, batch_size: int | None = None,
+          lr: float | None = None, seed: int | None = None, device: str | None = None,
+          data_root: str | None = None, progress: bool = False, evaluate_at_end: bool = True) -> Run:
+    """Train a model and return its :class:`Run`. Mirrors ``genlab train``.
+
+    ``set`` takes ``["hidden=[400]", "train.lr=3e-4"]`` or a dict ``{"hidden": [400]}``.
+    """
+    from .config import parse_set
+
+    items: list[tuple[str, Any]] = []
+    if isinstance(set, dict):
+        items = list(set.items())
+    elif set:
+        items = parse_set(list(set))
+
+    if resume:
+        if out is None:
+            raise ConfigError("--resume: name the run directory to resume with --out RUN_DIR")
+        run = Run(out)
+        model = run.model_name
+        cfg = run.config
+        tcfg = dict(cfg["train"])
+        extra = route_overrides(model, items)
+        if extra["model"] or extra["data"]:
+            raise ConfigError("--resume: only training fields (e.g. epochs, steps) can change when resuming")
+        tcfg.update(extra["train"])
+        if epochs is not None:
+            tcfg.update(epochs=epochs, steps=0)
+        if steps is not None:
+            tcfg.update(steps=steps, epochs=0)
+        if device is not None:
+            tcfg["device"] = device
+        train_cfg = from_dict(TrainConfig, tcfg, where="train")
+        data_cfg = run.data_config
+        if data_root:
+            data_cfg = from_dict(DataConfig, {**asdict(data_cfg), "root": data_root})
+        model_cfg = cfg["model_config"]
+        run_dir = run.path
+    else:
+        sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+        if config is not None:
+            file_cfg = load_toml(config)
+            if isinstance(file_cfg.get("model"), str):
+                model = file_cfg.pop("model")
+            for sec in sections:
+                if sec in file_cfg:
+                    if not isinstance(file_cfg[sec], dict):
+                        raise ConfigError(f"{config}: [{sec}] must be a table")
+                    sections[sec].update(file_cfg[sec])
+        model_config_class(model)  # unknown model -> a clear error before anything else
+        if data is not None:
+            sections["data"]["name"] = data
+        sections["data"].setdefault("name", "digits")
+        cli = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+        if epochs is not None:
+            sections["train"].pop("steps", None)
+        if steps is not None:
+            sections["train"].pop("epochs", None)
+        sections["train"].update({k: v for k, v in cli.items() if v is not None})
+        if data_root is not None:
+            sections["data"]["root"] = data_root
+        for sec, vals in route_overrides(model, items).items():
+            sections[sec].update(vals)
+        train_cfg = from_dict(TrainConfig, sections["train"], where="train")
+        data_cfg = from_dict(DataConfig, sections["data"], where="data")
+        from_dict(model_config_class(model), sections["model"], where=f"model {model}")
+        model_cfg = sections["model"]
+        if out is None:
+            out = Path("runs") / f"{model}-{_safe(data_cfg.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = Path(out)
+        if (run_dir / WEIGHTS).exists() or (run_dir / CONFIG).exists():
+            raise ConfigError(f"--out {run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
+
+    ds = load_data(data_cfg)
+    torch.manual_seed(train_cfg.seed)  # the same seed gives the same initial weights
+    m = build_model(model, model_cfg, ds.shape, ds.value_range, where=f"model {model}")
+    full_model_cfg = asdict(m.config)
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / CONFIG, {
+            "genlab_version": __version__, "model": model, "model_config": full_model_cfg,
+            "data": asdict(data_cfg), "train": asdict(train_cfg),
+            "shape": list(ds.shape), "value_range": list(ds.value_range),
+            "num_params": sum(p.numel() for p in m.parameters()),
+        })
+    else:
+        cfg = json.loads((run_dir / CONFIG).read_text())
+        cfg["train"] = asdict(train_cfg)
+        atomic_write_json(run_dir / CONFIG, cfg)
+
+    summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
+                  on_epoch_end=write_progress_grids(run_dir, ds))
+    if evaluate_at_end:
+        from .evaluate import evaluate
+
+        res = evaluate(m, ds.to(next(m.parameters()).device), "test")
+        res["train_seconds"] = round(summary["seconds"], 3)
+        res["steps"] = summary["steps"]
+        atomic_write_json(run_dir / "eval.json", res)
+    run = Run(run_dir)
+    m.cpu().eval()
+    run._model = m
+    run._data = ds
+    return run

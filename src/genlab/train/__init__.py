@@ -1,0 +1,1 @@
+from .engine import TrainConfig, fit  # noqa: F401

@@ -1,0 +1,252 @@
+"""The one training loop. It drives any model that returns ``{"loss": ...}`` from ``loss(x)``.
+
+Device choice, seeding, batching by indexing into in-memory tensors, a progress bar, metrics
+in ``metrics.jsonl`` (and TensorBoard when installed), sample grids, atomic checkpoints and an
+exact resume: a run stopped at any checkpoint and resumed ends with the same weights, bit for
+bit on the CPU, as one that never stopped.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..config import choice, field
+from ..errors import ConfigError, GenlabError
+from ..io import append_jsonl, read_jsonl
+from . import checkpoint as ckpt
+
+
+@dataclass
+class TrainConfig:
+    """How to train (the `train.*` fields of --set)."""
+
+    epochs: int = field(0, "passes over the training split (default 10 when neither epochs nor steps is set)")
+    steps: int = field(0, "optimizer steps instead of epochs")
+    batch_size: int = field(128, "examples per step")
+    lr: float = field(1e-3, "learning rate")
+    optimizer: str = choice("adam", ("adam", "adamw", "sgd"), "optimizer")
+    weight_decay: float = field(0.0, "weight decay")
+    momentum: float = field(0.9, "SGD momentum")
+    grad_clip: float = field(0.0, "clip the global gradient norm to this value (0: off)")
+    seed: int = field(0, "seed for weights, shuffling and noise; the same seed gives the same weights on the CPU")
+    device: str = field("auto", "auto, cpu, cuda or cuda:N")
+    log_every: int = field(50, "steps between metric lines in metrics.jsonl")
+    checkpoint_every: int = field(1000, "steps between checkpoints (0: only at the end); one is always written at the end")
+    sample_every: int = field(0, "steps between sample/reconstruction grids (0: at the end of each epoch)")
+    threads: int = field(0, "CPU threads for torch (0: torch's default)")
+
+    def validate(self) -> None:
+        if self.epochs < 0 or self.steps < 0:
+            raise ConfigError("epochs: epochs and steps must be non-negative")
+        if self.epochs and self.steps:
+            raise ConfigError(f"steps: give epochs ({self.epochs}) or steps ({self.steps}), not both")
+        for name in ("batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr: expected a positive learning rate, got {self.lr}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ConfigError("grad_clip: grad_clip and weight_decay must be non-negative")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        if self.steps:
+            return self.steps
+        return (self.epochs or 10) * steps_per_epoch
+
+
+class TrainingDiverged(GenlabError):
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name!r} asked for, but torch sees no CUDA device (use --device cpu)")
+    return torch.device(name)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _rng_state(device: torch.device) -> dict:
+    st = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def _set_rng_state(st: dict, device: torch.device) -> None:
+    torch.set_rng_state(st["torch"])
+    if device.type == "cuda" and "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"], device)
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffling of epoch ``epoch``: a function of (seed, epoch) alone, so a resumed run can
+    rebuild it without replaying earlier epochs."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+    return torch.randperm(n, generator=g)
+
+
+class _Writer:
+    """metrics.jsonl always; TensorBoard when the package is installed."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.path = run_dir / "metrics.jsonl"
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except Exception:  # tensorboard not installed
+                self.tb = None
+
+    def write(self, rec: dict) -> None:
+        append_jsonl(self.path, rec)
+        if self.tb is not None:
+            split = rec.get("split", "train")
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                    self.tb.add_scalar(f"{split}/{k}", v, rec.get("step", 0))
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """On resume, drop metric lines written after the checkpoint we resume from."""
+    from ..io import atomic_write_text
+    import json
+
+    recs = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("step", 0) <= step]
+    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
+
+
+def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
+        progress: bool = True, on_epoch_end=None) -> dict:
+    """Train ``model`` on ``data.train``. Returns a summary dict (steps, epochs, seconds).
+
+    ``on_epoch_end(model, epoch, step)`` is called after each epoch (the run's sample grids)."""
+    from ..evaluate import evaluate
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model.to(device)
+    data = data.to(device)
+    opt = make_optimizer(model, cfg)
+
+    n = len(data.train)
+    if n == 0:
+        raise ConfigError("data: the training split is empty")
+    bs = min(cfg.batch_size, n)
+    per_epoch = math.ceil(n / bs)
+    total = cfg.total_steps(per_epoch)
+
+    step, elapsed = 0, 0.0
+    if resume:
+        state = ckpt.load_checkpoint(run_dir, model)
+        opt.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"], device)
+        step, elapsed = state["step"], state.get("elapsed", 0.0)
+        truncate_metrics(run_dir, step)
+    writer = _Writer(run_dir)
+
+    def save(step: int) -> None:
+        ckpt.save_checkpoint(run_dir, model, {
+            "step": step, "epoch": step // per_epoch, "optimizer": opt.state_dict(),
+            "rng": _rng_state(device), "elapsed": elapsed + (time.perf_counter() - t0),
+            "total_steps": total,
+        })
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, leave=False,
+                   desc=f"train {getattr(model, 'name', '')}")
+    model.train()
+    t0 = time.perf_counter()
+    sums: dict[str, torch.Tensor] = {}
+    count, t_log = 0, time.perf_counter()
+    last_loss = float("nan")
+    try:
+        while step < total:
+            epoch, start = divmod(step, per_epoch)
+            order = epoch_order(n, cfg.seed, epoch).to(device)
+            t_epoch = time.perf_counter()
+            for b in range(start, per_epoch):
+                idx = order[b * bs:(b + 1) * bs]
+                x = data.prepare(data.train.x[idx], train=True)
+                out = model.loss(x)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); "
+                        f"lower train.lr (now {cfg.lr}) or set train.grad_clip; the last checkpoint is kept"
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                step += 1
+                for k, v in out.items():
+                    v = v.detach()
+                    sums[k] = sums[k] + v if k in sums else v
+                count += 1
+                if step % cfg.log_every == 0 or step == total or b == per_epoch - 1:
+                    now = time.perf_counter()
+                    rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
+                    rec.update({k: float(v) / count for k, v in sums.items()})
+                    rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
+                    rec["time"] = round(elapsed + now - t0, 3)
+                    writer.write(rec)
+                    last_loss = rec["loss"]
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{last_loss:.4g}", ex_s=f"{rec['examples_per_s']:.0f}", refresh=False)
+                    sums, count, t_log = {}, 0, now
+                if bar is not None:
+                    bar.update(1)
+                if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end:
+                    on_epoch_end(model, epoch, step)
+                    model.train()
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+                    save(step)
+                if step >= total:
+                    break
+            if step % per_epoch == 0 or step >= total:
+                rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "epoch",
+                       "epoch_seconds": round(time.perf_counter() - t_epoch, 3)}
+                writer.write(rec)
+                if data.val is not None:
+                    vals = evaluate(model, data, split="val")
+                    writer.write({"step": step, "epoch": rec["epoch"], "split": "val", **vals})
+                    model.train()
+                if on_epoch_end and not cfg.sample_every:
+                    on_epoch_end(model, epoch, step)
+                    model.train()
+        save(step)
+    finally:  # an interrupted run keeps its last checkpoint; `--resume` continues from it
+        if bar is not None:
+            bar.close()
+        writer.close()
+    return {"steps": step, "epochs": step / per_epoch, "seconds": elapsed + time.perf_counter() - t0,
+            "steps_per_epoch": per_epoch, "final_loss": last_loss}
