@@ -28,6 +28,12 @@ def gaussian_nll(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> 
     return flat(0.5 * z * z + log_std + 0.5 * LOG_2PI).sum(1)
 
 
+def gaussian_nll_last(mean: torch.Tensor, log_std: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """As :func:`gaussian_nll`, broadcasting, summed over the last dimension only."""
+    z = (x - mean) * torch.exp(-log_std)
+    return (0.5 * z * z + log_std + 0.5 * LOG_2PI).sum(-1)
+
+
 def kl_normal_std_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL( N(mu, diag(exp(logvar))) || N(0, I) ) in closed form, per example:
     0.5 * sum(mu^2 + sigma^2 - log sigma^2 - 1)."""

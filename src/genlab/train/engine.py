@@ -30,6 +30,9 @@ class TrainConfig:
     lr: float = field(1e-3, "learning rate")
     optimizer: str = choice("adam", ("adam", "adamw", "sgd"), "optimizer")
     weight_decay: float = field(0.0, "weight decay")
+    adam_eps: float = field(1e-8, "Adam/AdamW epsilon")
+    schedule: str = choice("constant", ("constant", "cosine"), "learning-rate schedule over the run (cosine: from lr down to min_lr)")
+    min_lr: float = field(0.0, "final learning rate of the cosine schedule")
     momentum: float = field(0.9, "SGD momentum")
     grad_clip: float = field(0.0, "clip the global gradient norm to this value (0: off)")
     seed: int = field(0, "seed for weights, shuffling and noise; the same seed gives the same weights on the CPU")
@@ -49,6 +52,10 @@ class TrainConfig:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr: expected a positive learning rate, got {self.lr}")
+        if self.min_lr < 0 or self.min_lr > self.lr:
+            raise ConfigError(f"min_lr: expected a value in [0, lr={self.lr}], got {self.min_lr}")
+        if self.adam_eps <= 0:
+            raise ConfigError(f"adam_eps: expected a positive value, got {self.adam_eps}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("grad_clip: grad_clip and weight_decay must be non-negative")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -75,10 +82,18 @@ def resolve_device(name: str) -> torch.device:
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate for optimizer step ``step`` (0-based): a pure function of the step, so
+    a resumed run follows the same schedule without scheduler state."""
+    if cfg.schedule == "cosine" and total > 1:
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * step / (total - 1)))
+    return cfg.lr
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -202,6 +217,9 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                         f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); "
                         f"lower train.lr (now {cfg.lr}) or set train.grad_clip; the last checkpoint is kept"
                     )
+                if cfg.schedule != "constant":
+                    for grp in opt.param_groups:
+                        grp["lr"] = lr_at(cfg, step, total)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
@@ -216,6 +234,8 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                     now = time.perf_counter()
                     rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
                     rec.update({k: float(v) / count for k, v in sums.items()})
+                    if cfg.schedule != "constant":
+                        rec["lr"] = opt.param_groups[0]["lr"]
                     rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
                     rec["time"] = round(elapsed + now - t0, 3)
                     writer.write(rec)

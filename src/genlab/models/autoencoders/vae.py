@@ -132,9 +132,12 @@ class _VAEBase(GenModel):
             m = min(chunk, k - start)
             eps = torch.randn(m, *mu.shape, device=mu.device, dtype=mu.dtype)
             z = mu + torch.exp(0.5 * logvar) * eps  # (m, b, L)
-            raw = self.decode_raw(z.reshape(m * b, -1))
-            xr = x.unsqueeze(0).expand(m, *x.shape).reshape(m * b, *x.shape[1:])
-            log_px = -self.nll(raw, xr).view(m, b)
+            raw = self.decode_raw(z.reshape(m * b, -1)).view(m, b, -1)
+            xf = x.reshape(1, b, -1)  # broadcast over the m samples instead of copying x
+            if self.config.decoder == "bernoulli":
+                log_px = -(torch.nn.functional.softplus(raw) - xf * raw).sum(-1)
+            else:
+                log_px = -losses.gaussian_nll_last(raw, self.log_std.reshape(1, 1, -1), xf)
             logw.append(log_px + losses.log_std_normal(z) - losses.log_normal(z, mu, logvar))
         logw = torch.cat(logw, 0)
         return torch.logsumexp(logw, 0) - math.log(k)

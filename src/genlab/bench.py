@@ -1,0 +1,151 @@
+"""`genlab bench`: named benchmarks that reproduce published numbers and time genlab against a
+reference measured in the same run.
+
+Each benchmark is a module in the repository's ``benchmarks/`` folder with ``NAME``,
+``DESCRIPTION`` and ``run(ctx) -> dict``. The dict holds the figures, a ``table`` (list of
+rows) that ``genlab bench NAME`` prints, and a ``protocol`` string saying how they were made.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from .errors import GenlabError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def benchmarks_dir() -> Path:
+    env = os.environ.get("GENLAB_BENCHMARKS")
+    cands = [Path(env)] if env else []
+    cands += [REPO_ROOT / "benchmarks", Path.cwd() / "benchmarks"]
+    for c in cands:
+        if c.is_dir() and any(c.glob("*.py")):
+            return c
+    raise GenlabError(
+        "benchmarks/ folder not found (looked in "
+        + ", ".join(str(c) for c in cands)
+        + "); genlab bench runs from a source checkout, or set GENLAB_BENCHMARKS"
+    )
+
+
+def _load(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"genlab_benchmarks.{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return mod
+
+
+def _modules() -> dict[str, ModuleType]:
+    out = {}
+    d = benchmarks_dir()
+    if str(d) not in sys.path:  # benchmarks share helpers such as _reference.py
+        sys.path.insert(0, str(d))
+    for p in sorted(d.glob("*.py")):
+        if p.name.startswith("_"):
+            continue
+        mod = _load(p)
+        if hasattr(mod, "NAME") and hasattr(mod, "run"):
+            out[mod.NAME] = mod
+    return out
+
+
+def list_benchmarks() -> list[tuple[str, str]]:
+    return [(n, getattr(m, "DESCRIPTION", "")) for n, m in _modules().items()]
+
+
+def default_data_root() -> Path:
+    env = os.environ.get("GENLAB_DATA_ROOT")
+    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
+
+
+@dataclass
+class Context:
+    quick: bool
+    data_root: Path
+    echo: bool
+
+    def log(self, msg: str) -> None:
+        if self.echo:
+            print(msg, file=sys.stderr, flush=True)
+
+    def need_mnist(self, folder: str = "MNIST") -> str:
+        raw = self.data_root / folder / "raw"
+        if not raw.is_dir():
+            raise GenlabError(f"this benchmark needs {folder} in {raw} (pass --data-root DIR or set GENLAB_DATA_ROOT)")
+        return str(self.data_root)
+
+
+def machine_info() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "machine": platform.machine(), "processor": platform.processor() or ""}
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def measure_gflops(seconds: float = 2.0, n: int = 1024) -> float:
+    """Sustained float32 matmul throughput of this machine with torch's threads, in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def format_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, echo: bool = True) -> dict:
+    mods = _modules()
+    if name not in mods:
+        import difflib
+
+        close = difflib.get_close_matches(name, mods, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise GenlabError(f"unknown benchmark {name!r}{hint}; known: {', '.join(mods)}")
+    ctx = Context(quick=quick, data_root=Path(data_root) if data_root else default_data_root(), echo=echo)
+    t0 = time.perf_counter()
+    res = mods[name].run(ctx)
+    res = {"name": name, "quick": quick, **res, "wall_seconds": round(time.perf_counter() - t0, 2),
+           "machine": machine_info()}
+    if echo:
+        print(f"# {name}{' (quick)' if quick else ''}: {mods[name].DESCRIPTION}")
+        if res.get("table"):
+            print(format_table(res["table"]))
+        if res.get("protocol"):
+            print(f"\nprotocol: {res['protocol']}")
+        for note in res.get("notes", []):
+            print(f"note: {note}")
+    return res
