@@ -24,7 +24,9 @@ examples:
 --set KEY=VALUE reaches any field of the model, train or data config (`genlab list models -v`
 shows the model fields); prefix with model., train. or data. when a name is ambiguous. Values
 are JSON (lists as [400,200], true/false) or plain strings. --config FILE.toml may hold a
-top-level `model = "vae"` and the tables [model], [train], [data]; the command line wins.
+top-level `model = "vae"` or a [model] table with `name = "vae"` and the model's fields, and the
+tables [train] and [data]; the command line wins over the file, except that MODEL and the file's
+model name must agree.
 """
 
 

@@ -168,7 +168,7 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     for key in data:
         if key not in allowed:
             raise ConfigError(
-                f"{p}: unknown top-level key {key!r}; expected `model = \"NAME\"` or the tables [model], [train], [data]"
+                f"{p}: unknown top-level key {key!r}; expected the tables [model] (with name = \"vae\" and the model's fields), [train], [data]"
             )
     return data
 

@@ -151,7 +151,7 @@ def write_progress_grids(run_dir: Path, data: Dataset):
     return cb
 
 
-def train(model: str = "vae", data: str | None = None, *, out: str | Path | None = None,
+def train(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
           config: str | Path | None = None, set: list[str] | dict | None = None, resume: bool = False,
           epochs: int | None = None, steps: int | None = None, batch_size: int | None = None,
           lr: float | None = None, seed: int | None = None, device: str | None = None,
@@ -172,6 +172,8 @@ def train(model: str = "vae", data: str | None = None, *, out: str | Path | None
         if out is None:
             raise ConfigError("--resume: name the run directory to resume with --out RUN_DIR")
         run = Run(out)
+        if model is not None and model != run.model_name:
+            raise ConfigError(f"--resume: {out} holds a {run.model_name!r} run, not {model!r}")
         model = run.model_name
         cfg = run.config
         tcfg = dict(cfg["train"])
@@ -183,6 +185,12 @@ def train(model: str = "vae", data: str | None = None, *, out: str | Path | None
             tcfg.update(epochs=epochs, steps=0)
         if steps is not None:
             tcfg.update(steps=steps, epochs=0)
+        for name, value in (("batch_size", batch_size), ("seed", seed)):
+            value = extra["train"].get(name, value)
+            if value is not None and value != cfg["train"][name]:
+                raise ConfigError(f"--resume: {name} was {cfg['train'][name]} in {out}; changing it would break the exact resume")
+        if lr is not None:
+            tcfg["lr"] = lr
         if device is not None:
             tcfg["device"] = device
         train_cfg = from_dict(TrainConfig, tcfg, where="train")
@@ -195,13 +203,19 @@ def train(model: str = "vae", data: str | None = None, *, out: str | Path | None
         sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
         if config is not None:
             file_cfg = load_toml(config)
-            if isinstance(file_cfg.get("model"), str):
-                model = file_cfg.pop("model")
+            file_model = file_cfg.pop("model") if isinstance(file_cfg.get("model"), str) else None
+            if isinstance(file_cfg.get("model"), dict) and "name" in file_cfg["model"]:
+                file_model = file_cfg["model"].pop("name")
+            if file_model is not None and model is not None and file_model != model:
+                raise ConfigError(f"{config}: names model {file_model!r}, the command line {model!r}; drop one")
+            model = model or file_model
             for sec in sections:
                 if sec in file_cfg:
                     if not isinstance(file_cfg[sec], dict):
                         raise ConfigError(f"{config}: [{sec}] must be a table")
                     sections[sec].update(file_cfg[sec])
+        if model is None:
+            raise ConfigError("model: name one, e.g. genlab.train('vae', ...) or `name = \"vae\"` in the [model] table")
         model_config_class(model)  # unknown model -> a clear error before anything else
         if data is not None:
             sections["data"]["name"] = data

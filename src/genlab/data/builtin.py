@@ -13,13 +13,21 @@ from ..registry import register_dataset
 from .base import DataConfig, Dataset, Split
 
 
-def stratified_split(y: np.ndarray | None, n: int, test_fraction: float, seed: int = 0):
-    """Deterministic (train_idx, test_idx); stratified by label when labels exist."""
+def stratified_split(y: np.ndarray | None, n: int, test_fraction: float, seed: int = 0, where: str = "data"):
+    """Deterministic (train_idx, test_idx); stratified by label when every class can be."""
     from sklearn.model_selection import train_test_split
 
+    if n < 2:
+        raise DataError(f"{where}: expected at least 2 examples to make a train and a test split, found {n}")
+    n_test = int(np.ceil(n * test_fraction))
+    if n_test >= n:
+        raise DataError(f"{where}: data.test_fraction={test_fraction} of {n} examples leaves no training examples")
     idx = np.arange(n)
     strat = y if y is not None and len(np.unique(y)) > 1 and np.bincount(y).min() >= 2 else None
-    tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    try:
+        tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
+    except ValueError:  # too few test examples to hold every class: split without strata
+        tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed)
     return np.sort(tr), np.sort(te)
 
 

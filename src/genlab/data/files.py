@@ -55,7 +55,7 @@ def load_folder(path: str, cfg: DataConfig) -> Dataset:
             raise DataError(f"{root}: train/ and test/ have different class subfolders ({classes} vs {classes_te})")
     else:
         x, y, classes = _read_folder(root, cfg.image_size, cfg.grayscale)
-        tr, te = stratified_split(y, len(y), cfg.test_fraction)
+        tr, te = stratified_split(y, len(y), cfg.test_fraction, where=f"folder:{path}")
         xtr, ytr, xte, yte = x[tr], y[tr], x[te], y[te]
     return Dataset(name=f"folder:{path}", train=Split(torch.from_numpy(xtr), torch.from_numpy(ytr)),
                    test=Split(torch.from_numpy(xte), torch.from_numpy(yte)), classes=classes,
@@ -95,7 +95,7 @@ def load_npz(path: str, cfg: DataConfig) -> Dataset:
         yte = z["y_test"].astype(np.int64) if "y_test" in z.files else None
         xtr, ytr = x, y
     else:
-        tr, te = stratified_split(y, len(x), cfg.test_fraction)
+        tr, te = stratified_split(y, len(x), cfg.test_fraction, where=f"npz:{path}")
         xtr, xte = x[tr], x[te]
         ytr, yte = (None, None) if y is None else (y[tr], y[te])
     if x.dtype == np.uint8:

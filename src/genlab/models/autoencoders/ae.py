@@ -14,11 +14,11 @@ from ...registry import register_model
 from ..base import GenModel, check_unit_range
 
 
-def _check_sizes(hidden: list[int], latent: int) -> None:
+def _check_sizes(hidden: list[int], latent: int, name: str = "hidden") -> None:
     if latent < 1:
         raise ConfigError(f"latent: expected a positive code size, got {latent}")
     if any(h < 1 for h in hidden):
-        raise ConfigError(f"hidden: expected positive layer sizes, got {hidden}")
+        raise ConfigError(f"{name}: expected positive layer sizes, got {hidden}")
 
 
 @dataclass
@@ -87,7 +87,7 @@ class ConvAEConfig:
     loss: str = choice("mse", ("mse", "bce"), "reconstruction loss, summed over pixels")
 
     def validate(self) -> None:
-        _check_sizes(self.channels, self.latent)
+        _check_sizes(self.channels, self.latent, "channels")
 
 
 @register_model("conv-ae", "convolutional autoencoder (channels=[...], latent=N)")

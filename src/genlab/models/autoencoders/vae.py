@@ -35,8 +35,8 @@ class VAEConfig:
     decoder_std: float = field(0.0, "Gaussian decoder: fixed std, or 0 to learn one log-std per pixel")
     beta: float = field(1.0, "weight of the KL term (1: VAE, >1: beta-VAE)")
 
-    def validate(self) -> None:
-        _check_sizes(self.hidden, self.latent)
+    def validate(self, sizes: str = "hidden") -> None:
+        _check_sizes(getattr(self, sizes), self.latent, sizes)
         if self.beta < 0:
             raise ConfigError(f"beta: expected a non-negative weight, got {self.beta}")
         if self.decoder_std < 0:
@@ -97,8 +97,8 @@ class _VAEBase(GenModel):
     # --- generation -------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n, generator=None):
-        dev = next(self.parameters()).device
-        z = torch.randn(n, self.config.latent, generator=generator, device="cpu").to(dev)
+        p = next(self.parameters())
+        z = torch.randn(n, self.config.latent, generator=generator, device="cpu").to(p.device, p.dtype)
         return self.decode(z)
 
     @torch.no_grad()
@@ -169,11 +169,7 @@ class ConvVAEConfig:
     beta: float = field(1.0, "weight of the KL term (1: VAE, >1: beta-VAE)")
 
     def validate(self) -> None:
-        VAEConfig.validate(self)  # same checks; `channels` plays the role of `hidden`
-
-    @property
-    def hidden(self):
-        return self.channels
+        VAEConfig.validate(self, "channels")  # the same checks, with `channels` for `hidden`
 
 
 @register_model("conv-vae", "convolutional VAE (channels=[...], latent=N, decoder, beta)")

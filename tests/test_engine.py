@@ -1,0 +1,274 @@
+"""The training engine: seeding, exact resume, metrics, atomic files, divergence, evaluation."""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+import genlab
+from genlab.data.base import Dataset
+from genlab.errors import ConfigError, GenlabError, RunError
+from genlab.evaluate import evaluate
+from genlab.io import atomic_write, atomic_write_json, read_jsonl
+from genlab.train import checkpoint as ckpt
+
+from conftest import TINY_MLP, state_dicts_equal, train_tiny
+
+N_TRAIN = 1437  # digits training split with test_fraction 0.2
+
+
+def weights(run) -> dict:
+    """The weights as stored on disk (a fresh load of the run directory)."""
+    return genlab.load_run(run.path).model.state_dict()
+
+
+# --- seeding --------------------------------------------------------------------------------
+def test_same_seed_gives_identical_weights_and_different_seed_does_not(tmp_path):
+    a = train_tiny("vae", tmp_path / "a", steps=15, seed=3, evaluate_at_end=False)
+    b = train_tiny("vae", tmp_path / "b", steps=15, seed=3, evaluate_at_end=False)
+    c = train_tiny("vae", tmp_path / "c", steps=15, seed=4, evaluate_at_end=False)
+    wa, wb, wc = weights(a), weights(b), weights(c)
+    assert state_dicts_equal(wa, wb)
+    assert not any(torch.equal(wa[k], wc[k]) for k in wa if wa[k].numel() > 1)
+    # what is on disk is what train() returned
+    assert state_dicts_equal(wa, a.model.state_dict())
+
+
+def test_training_moves_the_weights_and_lowers_the_loss(tmp_path):
+    run = train_tiny("ae", tmp_path / "r", steps=60, set={"train.lr": 3e-3, "train.log_every": 10},
+                     evaluate_at_end=False)
+    losses = [r["loss"] for r in run.metrics() if r["split"] == "train"]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_epochs_give_the_right_number_of_steps(tmp_path):
+    run = genlab.train("ae", "digits", out=tmp_path / "r", epochs=2, batch_size=256, set=TINY_MLP,
+                       device="cpu")
+    per_epoch = math.ceil(N_TRAIN / 256)
+    ev = json.loads((run.path / "eval.json").read_text())
+    assert ev["steps"] == 2 * per_epoch
+    epochs = [r for r in run.metrics() if r["split"] == "epoch"]
+    assert [r["step"] for r in epochs] == [per_epoch, 2 * per_epoch]
+    assert ckpt.load_state(run.path)["step"] == 2 * per_epoch
+
+
+# --- exact resume ----------------------------------------------------------------------------
+RESUME_CASES = {
+    "ae": ("ae", {}),
+    "vae-dynamic": ("vae", {"data.binarize": "dynamic"}),
+}
+
+
+def _kw(extra):
+    return dict(set={**extra, "train.batch_size": 256, "train.log_every": 2}, evaluate_at_end=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """Each resume case trained 14 steps in one go (6 steps per epoch), checkpointing every 4."""
+    out = {}
+    for name, (model, extra) in RESUME_CASES.items():
+        kw = _kw({**extra, "train.checkpoint_every": 4})
+        out[name] = train_tiny(model, tmp_path_factory.mktemp("full") / name, steps=14, **kw)
+    return out
+
+
+@pytest.mark.parametrize("k", [4, 6])  # 6: stop exactly at an epoch boundary
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_is_exact(tmp_path, uninterrupted, case, k):
+    model, extra = RESUME_CASES[case]
+    part = train_tiny(model, tmp_path / "r", steps=k, **_kw(extra))
+    assert ckpt.load_state(part.path)["step"] == k
+    resumed = genlab.train(out=part.path, resume=True, steps=14, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(resumed), weights(uninterrupted[case]))
+    assert resumed.config["train"]["steps"] == 14
+    # metrics: one line per (split, step), steps increasing, up to step 14
+    recs = resumed.metrics()
+    keys = Counter((r["split"], r["step"]) for r in recs)
+    assert max(keys.values()) == 1
+    train_steps = [r["step"] for r in recs if r["split"] == "train"]
+    assert train_steps == sorted(train_steps) and train_steps[-1] == 14
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_after_a_crash_is_exact(tmp_path, monkeypatch, uninterrupted, case):
+    """Crash in step 11 (after the checkpoint at step 8), resume: same weights, and the metric
+    lines written after the checkpoint are replaced rather than duplicated."""
+    model, extra = RESUME_CASES[case]
+    real_prepare = Dataset.prepare
+    calls = {"n": 0}
+
+    def crashing_prepare(self, x, train):
+        if train:
+            calls["n"] += 1
+            if calls["n"] == 11:
+                raise Crash("power cut")
+        return real_prepare(self, x, train)
+
+    monkeypatch.setattr(Dataset, "prepare", crashing_prepare)
+    with pytest.raises(Crash):
+        train_tiny(model, tmp_path / "r", steps=14, **_kw({**extra, "train.checkpoint_every": 4}))
+    assert ckpt.load_state(tmp_path / "r")["step"] == 8
+    assert max(r["step"] for r in read_jsonl(tmp_path / "r" / "metrics.jsonl")) == 10
+    monkeypatch.setattr(Dataset, "prepare", real_prepare)
+
+    resumed = genlab.train(out=tmp_path / "r", resume=True, device="cpu", evaluate_at_end=False)
+    full = uninterrupted[case]
+    assert state_dicts_equal(weights(resumed), weights(full))
+    recs = resumed.metrics()
+    assert max(Counter((r["split"], r["step"]) for r in recs).values()) == 1
+    # checkpoints fall on logging steps here, so every logged training loss matches as well
+    ours = {r["step"]: r["loss"] for r in recs if r["split"] == "train"}
+    ref = {r["step"]: r["loss"] for r in full.metrics() if r["split"] == "train"}
+    assert ours == ref
+
+
+def test_resume_rejects_model_changes_and_non_runs(tmp_path):
+    run = train_tiny("ae", tmp_path / "r", steps=2, evaluate_at_end=False)
+    with pytest.raises(ConfigError) as e:
+        genlab.train(out=run.path, resume=True, set=["latent=5"])
+    assert "resum" in str(e.value)
+    with pytest.raises(RunError) as e:
+        genlab.train(out=tmp_path / "nothing", resume=True)
+    assert "nothing" in str(e.value)
+
+
+def test_resume_detects_weights_and_state_from_different_steps(tmp_path):
+    run = train_tiny("ae", tmp_path / "r", steps=3, evaluate_at_end=False)
+    ckpt.save_weights(run.path / ckpt.WEIGHTS, run.model, step=2)
+    with pytest.raises(RunError) as e:
+        genlab.train(out=run.path, resume=True, steps=5)
+    assert "step 2" in str(e.value) and "step 3" in str(e.value)
+
+
+def test_out_that_holds_a_run_is_refused(tmp_path):
+    train_tiny("ae", tmp_path / "r", steps=1, evaluate_at_end=False)
+    before = (tmp_path / "r" / "model.safetensors").read_bytes()
+    with pytest.raises(ConfigError) as e:
+        train_tiny("ae", tmp_path / "r", steps=1)
+    assert str(tmp_path / "r") in str(e.value)
+    assert (tmp_path / "r" / "model.safetensors").read_bytes() == before
+
+
+# --- files -------------------------------------------------------------------------------------
+def test_run_directory_contents_and_no_temporary_files(tmp_path):
+    run = train_tiny("vae", tmp_path / "r", steps=14, set={"train.checkpoint_every": 3, "data.val_fraction": 0.1})
+    names = {p.name for p in run.path.iterdir()}
+    assert {"config.json", "model.safetensors", "state.pt", "metrics.jsonl", "eval.json", "samples"} <= names
+    assert not [p for p in run.path.rglob("*") if p.name.endswith(".tmp")]
+    assert list((run.path / "samples").glob("*.png"))
+    # a validation line per epoch end, with the evaluation keys
+    vals = [r for r in run.metrics() if r["split"] == "val"]
+    assert vals and {"nelbo", "kl", "mse"} <= set(vals[0])
+    assert all(r["n"] == round(0.1 * N_TRAIN) for r in vals)
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    p = tmp_path / "f.json"
+    atomic_write_json(p, {"a": 1})
+
+    def torn(f):
+        f.write(b'{"a": 2, "b": ')
+        raise Crash("disk full")
+
+    with pytest.raises(Crash):
+        atomic_write(p, torn)
+    assert json.loads(p.read_text()) == {"a": 1}
+    assert [q.name for q in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_read_jsonl_ignores_a_torn_last_line(tmp_path):
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
+    assert read_jsonl(p) == [{"step": 1}, {"step": 2}]
+
+
+# --- divergence ----------------------------------------------------------------------------------
+def test_infinite_loss_raises_naming_the_step(tmp_path):
+    # squared errors of values near 1e20 overflow float32 at once
+    x = np.full((40, 4), 1e20, np.float32)
+    x[::2] *= -1
+    np.savez(tmp_path / "big.npz", x=x)
+    with pytest.raises(GenlabError) as e:
+        genlab.train("ae", f"npz:{tmp_path / 'big.npz'}", out=tmp_path / "r", steps=5, set=TINY_MLP, device="cpu")
+    assert "step 1" in str(e.value) and "inf" in str(e.value)
+
+
+def test_nan_loss_raises_naming_the_step_and_keeps_the_checkpoint(tmp_path, monkeypatch):
+    from genlab.models.autoencoders.ae import _AEBase
+
+    real_loss = _AEBase.loss
+    calls = {"n": 0}
+
+    def loss(self, x):
+        calls["n"] += 1
+        out = real_loss(self, x)
+        if calls["n"] == 5:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(_AEBase, "loss", loss)
+    with pytest.raises(GenlabError) as e:
+        train_tiny("ae", tmp_path / "r", steps=10, set={"train.checkpoint_every": 2})
+    assert "step 5" in str(e.value) and "nan" in str(e.value)
+    assert ckpt.load_state(tmp_path / "r")["step"] == 4
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+def test_evaluate_is_deterministic_and_leaves_the_global_rng_alone(vae_run):
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    r1 = vae_run.evaluate("test", iwae_k=5)
+    r2 = vae_run.evaluate("test", iwae_k=5)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert r1 == r2
+    # the seed is what makes it repeatable: another seed gives another Monte-Carlo estimate
+    r3 = vae_run.evaluate("test", iwae_k=5, seed=1)
+    assert r3["nelbo"] != r1["nelbo"] and r3["mse"] == r1["mse"] and r3["kl"] == r1["kl"]
+
+
+def test_evaluate_restores_training_mode(vae_run):
+    m = vae_run.model
+    m.train()
+    evaluate(m, vae_run.data(), "test")
+    assert m.training
+    m.eval()
+
+
+def test_eval_json_is_reproduced_from_the_saved_run(tmp_path):
+    """eval.json is computed at the end of training; a fresh load of the run directory (weights
+    from model.safetensors, the fixed binarised test set) must give the same numbers."""
+    run = train_tiny("vae", tmp_path / "r", steps=10, set={"data.binarize": "dynamic"})
+    saved = json.loads((run.path / "eval.json").read_text())
+    again = genlab.load_run(run.path).evaluate("test")
+    for k, v in again.items():
+        assert saved[k] == pytest.approx(v, rel=1e-12, abs=1e-12), k
+
+
+def test_run_sample_is_seeded(vae_run):
+    a, b, c = vae_run.sample(6, seed=1), vae_run.sample(6, seed=1), vae_run.sample(6, seed=2)
+    assert a.shape == (6, 1, 8, 8) and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+
+
+@pytest.mark.parametrize("option,value", [("lr", 0.5), ("batch_size", 7), ("seed", 9)])
+def test_resume_does_not_silently_ignore_training_options(tmp_path, option, value):
+    """train(resume=True, lr=...) must either apply the option or refuse it; today the value is
+    dropped without a word (the run continues with the old one)."""
+    run = train_tiny("ae", tmp_path / "r", steps=2, evaluate_at_end=False)
+    old = run.config["train"][option]
+    assert old != value
+    try:
+        resumed = genlab.train(out=run.path, resume=True, steps=3, evaluate_at_end=False, **{option: value})
+    except ConfigError as e:
+        assert option in str(e)
+    else:
+        assert resumed.config["train"][option] == value
