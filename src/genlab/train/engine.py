@@ -81,10 +81,13 @@ def resolve_device(name: str) -> torch.device:
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    if cfg.optimizer in ("adam", "adamw"):
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        kw = dict(lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        try:  # the fused kernel: one pass over the parameters instead of ~10 (CPU and CUDA, torch >= 2.4)
+            return cls(params, fused=True, **kw)
+        except (RuntimeError, TypeError, ValueError):
+            return cls(params, **kw)
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
