@@ -50,15 +50,19 @@ class GenModel(nn.Module):
 
     @torch.no_grad()
     def eval_batch(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-example evaluation values for a batch; ``evaluate`` averages them over a split.
+        """Per-example evaluation values for a batch; ``evaluate`` averages them over a split."""
+        return self.recon_metrics(x, self.reconstruct(x))
 
-        mse: squared error per pixel; sse: squared error summed over pixels; bce: binary
-        cross-entropy summed over pixels (data in [0, 1] only); psnr: 10 log10(range^2 / mse)
-        per image, range = the data set's value range."""
-        recon = self.reconstruct(x)
+    def recon_metrics(self, x: torch.Tensor, recon: torch.Tensor, logits: torch.Tensor | None = None) -> dict:
+        """mse: squared error per pixel; sse: squared error summed over pixels; bce: binary
+        cross-entropy summed over pixels (data in [0, 1] only; from ``logits`` when the
+        reconstruction is their sigmoid, else from the clamped reconstruction); psnr:
+        10 log10(range^2 / mse) per image, range = the data set's value range."""
         sse = losses.sse(recon, x)
         out = {"sse": sse, "mse": sse / self.dim}
-        if self.unit_range:
+        if logits is not None:
+            out["bce"] = losses.bernoulli_nll(logits, x)
+        elif self.unit_range:
             p = recon.clamp(1e-7, 1 - 1e-7)
             out["bce"] = -losses.flat(x * p.log() + (1 - x) * (1 - p).log()).sum(1)
         rng = self.value_range[1] - self.value_range[0]

@@ -52,6 +52,13 @@ class _AEBase(GenModel):
         out = self.decode_raw(z)
         return torch.sigmoid(out) if self.unit_range else out
 
+    @torch.no_grad()
+    def eval_batch(self, x):
+        raw = self.decode_raw(self.encode(x))
+        if self.unit_range:
+            return self.recon_metrics(x, torch.sigmoid(raw), logits=raw)
+        return self.recon_metrics(x, raw)
+
     def loss(self, x):
         raw = self.decode_raw(self.encode(x))
         if self.config.loss == "bce":

@@ -113,9 +113,16 @@ class _VAEBase(GenModel):
     # --- evaluation --------------------------------------------------------------------------
     @torch.no_grad()
     def eval_batch(self, x):
-        out = super().eval_batch(x)
-        rec, kl = self.terms(x)
-        out["nelbo"] = rec + kl
+        """Reconstruction metrics from the posterior mean; nelbo and kl with one posterior
+        sample (one encoder pass serves both)."""
+        mu, logvar = self.posterior(x)
+        raw = self.decode_raw(mu)
+        if self.config.decoder == "bernoulli":
+            out = self.recon_metrics(x, torch.sigmoid(raw), logits=raw)
+        else:
+            out = self.recon_metrics(x, raw)
+        kl = losses.kl_normal_std_normal(mu, logvar)
+        out["nelbo"] = self.nll(self.decode_raw(self.reparameterize(mu, logvar)), x) + kl
         out["kl"] = kl
         return out
 
