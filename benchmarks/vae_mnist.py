@@ -24,7 +24,7 @@ def run(ctx) -> dict:
         sets["data.limit"] = 12800
     with tempfile.TemporaryDirectory() as tmp:
         run_ = genlab.train("vae", "mnist", data_root=root, out=Path(tmp) / "run", epochs=epochs, batch_size=128,
-                            lr=1e-3, seed=1, set=sets, progress=ctx.echo)
+                            lr=1e-3, seed=1, set=sets, progress=ctx.progress)
         ev = json.loads((run_.path / "eval.json").read_text())
         per_epoch = [r["epoch_seconds"] for r in run_.metrics() if r.get("split") == "epoch"]
     rows = [{"what": "test loss per image (nats)", "genlab": round(ev["nelbo"], 2),

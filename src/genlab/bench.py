@@ -73,6 +73,11 @@ class Context:
     data_root: Path
     echo: bool
 
+    @property
+    def progress(self) -> bool:
+        """Progress bars only on an interactive terminal."""
+        return self.echo and sys.stderr.isatty()
+
     def log(self, msg: str) -> None:
         if self.echo:
             print(msg, file=sys.stderr, flush=True)
@@ -118,7 +123,9 @@ def format_table(rows: list[dict]) -> str:
 
     def fmt(v):
         if isinstance(v, float):
-            return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
+            if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+                return f"{v:.3e}"
+            return f"{v:.2f}" if abs(v) >= 1 else f"{v:.4g}"
         return str(v)
 
     cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
