@@ -34,7 +34,7 @@ def run(ctx) -> dict:
     root = ctx.need_mnist()
     n_train = 12800 if ctx.quick else 60000
     n_test = 2000 if ctx.quick else 10000
-    reps = 1 if ctx.quick else 3
+    reps = 1 if ctx.quick else 5
     gflops = measure_gflops()
     ctx.log(f"matmul throughput: {gflops:.1f} GFLOP/s")
 
