@@ -54,3 +54,10 @@ def test_vae_iwae_quick_bound_is_below_the_elbo(data_root, capsys):
     # the k-sample bound is at least as tight as the one-sample ELBO (up to Monte-Carlo noise)
     assert res["nll_iwae"] <= res["nelbo"] + 0.5
     assert res["k"] == 50
+
+
+def test_bench_set_rejects_settings_the_benchmark_does_not_take(capsys):
+    # checked before anything runs, so no data set is needed
+    assert main(["bench", "vae-iwae-mnist", "--set", "epoch=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "epoch" in err[0] and "epochs" in err[0] and "k" in err[0]

@@ -2,7 +2,8 @@
 reference measured in the same run.
 
 Each benchmark is a module in the repository's ``benchmarks/`` folder with ``NAME``,
-``DESCRIPTION`` and ``run(ctx) -> dict``. The dict holds the figures, a ``table`` (list of
+``DESCRIPTION``, ``run(ctx) -> dict`` and optionally ``SETTINGS``, the names that
+``--set name=value`` may change (read with ``ctx.param``). The dict holds the figures, a ``table`` (list of
 rows) that ``genlab bench NAME`` prints, and a ``protocol`` string saying how they were made.
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -72,6 +73,16 @@ class Context:
     quick: bool
     data_root: Path
     echo: bool
+    params: dict = field(default_factory=dict)
+
+    def param(self, name: str, default, quick=None):
+        """A benchmark setting that `genlab bench NAME --set name=value` may change."""
+        if name in self.params:
+            value = self.params[name]
+            if type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, int)):
+                raise GenlabError(f"--set {name}: expected a {type(default).__name__}, got {value!r}")
+            return value
+        return quick if (self.quick and quick is not None) else default
 
     @property
     def progress(self) -> bool:
@@ -134,7 +145,8 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
-def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, echo: bool = True) -> dict:
+def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, echo: bool = True,
+                  params: dict | None = None) -> dict:
     mods = _modules()
     if name not in mods:
         import difflib
@@ -142,9 +154,17 @@ def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, 
         close = difflib.get_close_matches(name, mods, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise GenlabError(f"unknown benchmark {name!r}{hint}; known: {', '.join(mods)}")
-    ctx = Context(quick=quick, data_root=Path(data_root) if data_root else default_data_root(), echo=echo)
+    known = tuple(getattr(mods[name], "SETTINGS", ()))
+    unknown = sorted(set(params or {}) - set(known))
+    if unknown:
+        raise GenlabError(f"--set {', '.join(unknown)}: not a setting of benchmark {name!r} "
+                          f"({'it takes: ' + ', '.join(known) if known else 'it takes none'})")
+    ctx = Context(quick=quick, data_root=Path(data_root) if data_root else default_data_root(), echo=echo,
+                  params=dict(params or {}))
     t0 = time.perf_counter()
     res = mods[name].run(ctx)
+    if ctx.params:
+        res["settings"] = ctx.params
     res = {"name": name, "quick": quick, **res, "wall_seconds": round(time.perf_counter() - t0, 2),
            "machine": machine_info()}
     if echo:

@@ -123,6 +123,8 @@ def build_parser() -> Parser:
     s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     s.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/raw etc. (default $GENLAB_DATA_ROOT or ../shared/data)")
     s.add_argument("--out", metavar="FILE.json", help="also write the result to this file")
+    s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="change a benchmark's setting, e.g. --set epochs=300 for vae-iwae-mnist")
     return p
 
 
@@ -222,7 +224,10 @@ def cmd_bench(a) -> int:
         for name, desc in list_benchmarks():
             print(f"{name:<20}  {desc}")
         return 0
-    res = run_benchmark(a.name, quick=a.quick, data_root=a.data_root, echo=not a.json)
+    from .config import parse_set
+
+    res = run_benchmark(a.name, quick=a.quick, data_root=a.data_root, echo=not a.json,
+                        params=dict(parse_set(a.set)))
     if a.out:
         from .io import atomic_write_json
 
