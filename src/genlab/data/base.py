@@ -8,8 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Iterator
-
 import torch
 
 from ..config import choice, field
@@ -141,15 +139,3 @@ class Dataset:
                 x = torch.bernoulli(x.cpu(), generator=g).to(x.device)
             self._fixed_eval[split] = x
         return self._fixed_eval[split], s.y
-
-    def batches(self, split: str, batch_size: int, *, shuffle: bool = False,
-                generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-        s = self.split(split)
-        n = len(s)
-        if shuffle:
-            order = torch.randperm(n, generator=generator).to(s.x.device)
-            for i in range(0, n, batch_size):
-                yield s.x[order[i:i + batch_size]]
-        else:
-            for i in range(0, n, batch_size):
-                yield s.x[i:i + batch_size]
