@@ -37,8 +37,31 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps prose paragraphs; keeps indented lines (examples) as written."""
+
+    def _fill_text(self, text, width, indent):
+        import textwrap
+
+        out, para = [], []
+
+        def flush():
+            if para:
+                out.append(textwrap.fill(" ".join(para), width, initial_indent=indent, subsequent_indent=indent))
+                para.clear()
+
+        for line in text.splitlines():
+            if line.startswith(" ") or not line.strip() or line.endswith(":"):
+                flush()
+                out.append(line)
+            else:
+                para.append(line.strip())
+        flush()
+        return "\n".join(out)
+
+
 def _formatter(prog):
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+    return _Formatter(prog, max_help_position=32)
 
 
 def build_parser() -> Parser:
