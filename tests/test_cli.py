@@ -340,3 +340,21 @@ def test_vector_data_with_gaussian_vae(tmp_path, capsys):
     assert_one_line_error(rc, err, "s.png", ".npz")
     rc, _, _ = run_cli(capsys, "sample", out, "--n", 3, "--out", tmp_path / "s.npz")
     assert rc == 0 and np.load(tmp_path / "s.npz")["x"].shape == (3, 5)
+
+
+def test_a_run_trained_on_relative_paths_evaluates_from_another_folder(tmp_path, monkeypatch):
+    import numpy as np
+
+    import genlab
+
+    (tmp_path / "a" / "data").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "a" / "data" / "d.npz", x=rng.integers(0, 256, (40, 8, 8), dtype=np.uint8))
+    monkeypatch.chdir(tmp_path / "a")
+    genlab.train("ae", "npz:data/d.npz", out="run", steps=2, set={"hidden": [8], "latent": 2})
+    cfg = json.loads((tmp_path / "a" / "run" / "config.json").read_text())
+    assert cfg["data"]["name"] == "npz:" + str(tmp_path / "a" / "data" / "d.npz")
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    res = genlab.load_run(tmp_path / "a" / "run").evaluate()
+    assert res["n"] == 8  # 20% of 40 test examples

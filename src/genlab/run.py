@@ -53,6 +53,17 @@ def route_overrides(model: str, items: list[tuple[str, Any]]) -> dict[str, dict[
     return out
 
 
+def absolute_paths(cfg: DataConfig) -> DataConfig:
+    """Store data paths absolute, so a run can be evaluated and reported from any folder."""
+    changes = {}
+    if cfg.root:
+        changes["root"] = str(Path(cfg.root).expanduser().resolve())
+    for prefix in ("folder:", "npz:"):
+        if cfg.name.startswith(prefix):
+            changes["name"] = prefix + str(Path(cfg.name[len(prefix):]).expanduser().resolve())
+    return from_dict(DataConfig, {**asdict(cfg), **changes}) if changes else cfg
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"
 
@@ -236,6 +247,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         model_cfg = sections["model"]
         if out is None:
             out = Path("runs") / f"{model}-{_safe(data_cfg.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
+        data_cfg = absolute_paths(data_cfg)
         run_dir = Path(out)
         if (run_dir / WEIGHTS).exists() or (run_dir / CONFIG).exists():
             raise ConfigError(f"--out {run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
