@@ -272,3 +272,15 @@ def test_resume_does_not_silently_ignore_training_options(tmp_path, option, valu
         assert option in str(e)
     else:
         assert resumed.config["train"][option] == value
+
+
+def test_tensorboard_logs_the_metrics_when_installed(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard not installed (optional: pip install genlab[tensorboard])")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train_tiny("vae", tmp_path / "run", steps=30)
+    ea = EventAccumulator(str(tmp_path / "run" / "tb"))
+    ea.Reload()
+    losses = [e.value for e in ea.Scalars("train/loss")]
+    logged = [r["loss"] for r in genlab.load_run(tmp_path / "run").metrics() if r.get("split") == "train"]
+    assert losses == pytest.approx(logged, rel=1e-6)
