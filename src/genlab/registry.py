@@ -30,10 +30,8 @@ class Registry:
         def deco(obj: Any) -> Any:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
-            doc = description or (obj.__doc__ or "").strip().splitlines()[0:1]
-            if isinstance(doc, list):
-                doc = doc[0] if doc else ""
-            self._entries[name] = Entry(name, obj, doc)
+            lines = (obj.__doc__ or "").strip().splitlines()
+            self._entries[name] = Entry(name, obj, description or (lines[0] if lines else ""))
             return obj
 
         return deco

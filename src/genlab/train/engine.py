@@ -7,6 +7,7 @@ bit on the CPU, as one that never stopped.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch
 
 from ..config import choice, field
 from ..errors import ConfigError, GenlabError
-from ..io import append_jsonl, read_jsonl
+from ..io import append_jsonl, atomic_write_text, read_jsonl
 from . import checkpoint as ckpt
 
 
@@ -148,9 +149,6 @@ class _Writer:
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
     """On resume, drop metric lines written after the checkpoint we resume from."""
-    from ..io import atomic_write_text
-    import json
-
     recs = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("step", 0) <= step]
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
 
