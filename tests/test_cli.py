@@ -358,3 +358,12 @@ def test_a_run_trained_on_relative_paths_evaluates_from_another_folder(tmp_path,
     monkeypatch.chdir(tmp_path / "b")
     res = genlab.load_run(tmp_path / "a" / "run").evaluate()
     assert res["n"] == 8  # 20% of 40 test examples
+
+
+@pytest.mark.parametrize("flag", ["--epochs", "--steps", "--batch-size"])
+def test_zero_or_negative_budgets_are_refused(tmp_path, capsys, flag):
+    # epochs=0 in a config means "the default"; on the command line 0 is a mistake
+    assert main(["train", "ae", flag, "0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0]
+    assert not (tmp_path / "r").exists()

@@ -173,6 +173,9 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     """
     from .config import parse_set
 
+    for name, value in (("epochs", epochs), ("steps", steps), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
     items: list[tuple[str, Any]] = []
     if isinstance(set, dict):
         items = list(set.items())
