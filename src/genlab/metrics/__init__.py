@@ -13,6 +13,7 @@ from .core import (
     mmd_test,
     precision_recall_density_coverage,
 )
+from .extractors import EXTRACTORS, Extractor, get_extractor, list_extractors, register_extractor  # noqa: F401
 
 __all__ = [
     "classifier_two_sample_test",
