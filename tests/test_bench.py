@@ -13,7 +13,7 @@ from genlab.cli import main
 def test_bench_list_names_every_benchmark_the_issue_asks_for(capsys):
     assert main(["bench", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("vae-mnist", "vae-mnist-speed", "vae-iwae-mnist", "setup-times"):
+    for name in ("vae-mnist", "vae-mnist-speed", "vae-iwae-mnist", "setup-times", "metrics-baselines", "fid-speed"):
         assert name in out
     assert all(desc for _, desc in list_benchmarks())
 

@@ -76,7 +76,7 @@ def build_parser() -> Parser:
     # list
     s = sub.add_parser("list", help="list registered models or data sets", formatter_class=_formatter,
                        description="Print the registry: one line per model or data set, with a description.")
-    s.add_argument("what", choices=["models", "datasets"], help="models or datasets")
+    s.add_argument("what", choices=["models", "datasets", "extractors"], help="models, datasets or extractors")
     s.add_argument("-v", "--verbose", action="store_true", help="also list each model's config fields and defaults")
 
     # train
@@ -121,6 +121,30 @@ def build_parser() -> Parser:
     s.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
     s.add_argument("--out", metavar="FILE", help="FILE.png or FILE.npz (default RUN_DIR/samples/samples.png)")
 
+    # metrics
+    s = sub.add_parser("metrics", help="compare real and generated images: FID, KID, IS, PR, MMD, C2ST, modes",
+                       formatter_class=_formatter,
+                       description="Compare two image sources with sample-quality metrics computed on the features "
+                       "of one extractor. SRC is a run directory (N samples are drawn from it), a folder of images, "
+                       "an .npz with array x, or a data set with its split (mnist:test). Features of each source "
+                       "are cached on disk by content hash ($GENLAB_CACHE or ~/.cache/genlab/features).",
+                       epilog="""examples:
+  genlab metrics --real mnist:test --fake mnist:train --metrics fid,kid --data-root ../shared/data
+  genlab metrics --real mnist:test --fake runs/vae-mnist --metrics fid,kid,is,pr,modes --json
+  genlab metrics --real photos/ --fake samples.npz --extractor inception-v3 --image-size 64
+""")
+    s.add_argument("--real", required=True, metavar="SRC", help="the reference images")
+    s.add_argument("--fake", required=True, metavar="SRC", help="the images to judge")
+    s.add_argument("--metrics", default="fid,kid", metavar="LIST",
+                   help="comma-separated: fid, kid, is, pr (precision/recall/density/coverage), mmd, c2st, modes (default fid,kid)")
+    s.add_argument("--extractor", metavar="NAME", help="feature extractor (default: mnist-cnn or fashion-cnn from the data set)")
+    s.add_argument("--n", type=int, default=10000, metavar="N", help="images per source (default 10000; a seeded subset when a source has more)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed for subsets, samples, KID subsets and tests (default 0)")
+    s.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/raw etc. for NAME:SPLIT sources")
+    s.add_argument("--image-size", type=int, metavar="S", help="resize folder images to S x S")
+    s.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
     # report
     s = sub.add_parser("report", help="write RUN_DIR/report.html", formatter_class=_formatter,
                        description="Write a self-contained HTML report (images embedded): metrics, loss curves, "
@@ -156,6 +180,14 @@ def cmd_list(a) -> int:
     from .data import DATASETS
     from .registry import MODELS
 
+    if a.what == "extractors":
+        from .metrics.extractors import list_extractors
+
+        rows = list_extractors()
+        width = max(len(n) for n, _ in rows)
+        for name, desc in rows:
+            print(f"{name:<{width}}  {desc}")
+        return 0
     reg = MODELS if a.what == "models" else DATASETS
     width = max(len(n) for n in reg.names())
     for e in reg.entries():
@@ -222,6 +254,22 @@ def cmd_sample(a) -> int:
     return 0
 
 
+def cmd_metrics(a) -> int:
+    from .metrics.api import compute_metrics
+
+    if a.n < 2:
+        raise GenlabError(f"--n: expected at least 2 images per source, got {a.n}")
+    res = compute_metrics(a.real, a.fake, metrics=[m.strip() for m in a.metrics.split(",") if m.strip()],
+                          extractor=a.extractor, n=a.n, seed=a.seed, data_root=a.data_root,
+                          image_size=a.image_size, use_cache=not a.no_cache)
+    if a.json:
+        print(json.dumps(res))
+    else:
+        for k, v in res.items():
+            print(f"{k:>16}  {v:.6g}" if isinstance(v, float) else f"{k:>16}  {v}")
+    return 0
+
+
 def cmd_report(a) -> int:
     from .report import write_report
     from .run import load_run
@@ -260,7 +308,7 @@ def cmd_bench(a) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
+COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "metrics": cmd_metrics,
             "report": cmd_report, "demo": cmd_demo, "bench": cmd_bench}
 
 
