@@ -123,3 +123,24 @@ def test_cli_json_and_errors(capsys):
         assert len(err) == 1 and word in err[0]
     assert main(["metrics", "--real", "digits:val", "--fake", "digits:train", "--extractor", "pixels"]) == 2
     assert "NAME:SPLIT" in capsys.readouterr().err
+
+
+def test_eval_adds_sample_metrics_only_where_a_classifier_judges_them(vae_run, capsys):
+    # digits has no shipped classifier: the VAE's eval is the likelihood family alone
+    assert main(["eval", str(vae_run.path), "--json"]) == 0
+    assert "fid" not in json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.data
+def test_eval_of_an_mnist_vae_reports_fid_is_and_modes(data_root, tmp_path, capsys):
+    import genlab
+
+    run = genlab.train("vae", "mnist", data_root=str(data_root), out=tmp_path / "v", steps=20,
+                       set={"hidden": [64], "latent": 4, "data.limit": 2000})
+    assert main(["eval", str(run.path), "--json", "--samples", "300"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["extractor"] == "mnist-cnn" and res["n_samples"] == 300
+    assert math.isfinite(res["fid"]) and res["fid"] > 0
+    assert 1.0 <= res["is_mean"] <= 10.0 and 0 <= res["modes_hit"] <= 10
+    assert main(["eval", str(run.path), "--json", "--samples", "0"]) == 0
+    assert "fid" not in json.loads(capsys.readouterr().out)
