@@ -76,16 +76,22 @@ def _as_images(x: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f"{where}: expected 2-D (N x D), 3-D (N x H x W) or 4-D images, got shape {x.shape}")
 
 
-def load_npz(path: str, cfg: DataConfig) -> Dataset:
-    p = Path(path).expanduser()
+def open_npz(p: Path, spec: str):
+    """An .npz holding an array ``x`` (no pickles), or a DataError naming ``spec``."""
     if not p.is_file():
-        raise DataError(f"npz:{path}: no such file")
+        raise DataError(f"{spec}: no such file")
     try:
         z = np.load(p, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise DataError(f"{p}: not a readable .npz file ({e})") from None
+        raise DataError(f"{spec}: not a readable .npz file ({e})") from None
     if "x" not in z.files:
-        raise DataError(f"{p}: expected an array named 'x' (found: {', '.join(z.files) or 'none'})")
+        raise DataError(f"{spec}: expected an array named 'x' (found: {', '.join(z.files) or 'none'})")
+    return z
+
+
+def load_npz(path: str, cfg: DataConfig) -> Dataset:
+    p = Path(path).expanduser()
+    z = open_npz(p, f"npz:{path}")
     x = _as_images(z["x"], f"{p}: array 'x'")
     y = z["y"].astype(np.int64) if "y" in z.files else None
     if y is not None and len(y) != len(x):

@@ -96,14 +96,9 @@ def load_source(spec: str, n: int | None = None, seed: int = 0, data_root: str |
     if p.is_dir():
         return _subset(_read_images(p, image_size), n, seed), {"kind": "folder", "path": str(p)}
     if p.suffix == ".npz":
-        if not p.is_file():
-            raise DataError(f"{spec}: no such file")
-        try:
-            z = np.load(p, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{spec}: not a readable .npz file ({e})") from None
-        if "x" not in z.files:
-            raise DataError(f"{spec}: expected an array named 'x' (found: {', '.join(z.files) or 'none'})")
+        from ..data.files import open_npz
+
+        z = open_npz(p, spec)
         return _subset(_from_array(z["x"], f"{spec}: array 'x'"), n, seed), {"kind": "npz", "path": str(p)}
     if ":" in spec and not p.exists():
         name, _, split = spec.rpartition(":")
