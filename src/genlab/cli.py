@@ -231,12 +231,18 @@ def cmd_eval(a) -> int:
     res = run.evaluate(a.split, iwae_k=a.iwae_k, root=a.data_root, seed=a.seed,
                        progress=not a.json and sys.stderr.isatty(), sample_metrics=a.samples > 0,
                        sample_n=a.samples)
-    if a.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>10}  {v:.6g}" if isinstance(v, float) else f"{k:>10}  {v}")
+    _print_result(res, a.json)
     return 0
+
+
+def _print_result(res: dict, as_json: bool) -> None:
+    """Exactly one JSON object on stdout, or one aligned `key  value` line per entry."""
+    if as_json:
+        print(json.dumps(res))
+        return
+    width = max(map(len, res), default=0)
+    for k, v in res.items():
+        print(f"{k:>{width}}  {v:.6g}" if isinstance(v, float) else f"{k:>{width}}  {v}")
 
 
 def cmd_sample(a) -> int:
@@ -268,11 +274,7 @@ def cmd_metrics(a) -> int:
     res = compute_metrics(a.real, a.fake, metrics=[m.strip() for m in a.metrics.split(",") if m.strip()],
                           extractor=a.extractor, n=a.n, seed=a.seed, data_root=a.data_root,
                           image_size=a.image_size, use_cache=not a.no_cache)
-    if a.json:
-        print(json.dumps(res))
-    else:
-        for k, v in res.items():
-            print(f"{k:>16}  {v:.6g}" if isinstance(v, float) else f"{k:>16}  {v}")
+    _print_result(res, a.json)
     return 0
 
 
