@@ -290,12 +290,15 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         cfg["train"] = asdict(train_cfg)
         atomic_write_json(run_dir / CONFIG, cfg)
 
+    from .train.engine import resolve_device
+
+    ds = ds.to(resolve_device(train_cfg.device))  # once: fit and the final evaluation share it
     summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
                   on_epoch_end=write_progress_grids(run_dir, ds))
     if evaluate_at_end:
         from .evaluate import evaluate
 
-        res = evaluate(m, ds.to(next(m.parameters()).device), "test")
+        res = evaluate(m, ds, "test")
         res["train_seconds"] = round(summary["seconds"], 3)
         res["steps"] = summary["steps"]
         atomic_write_json(run_dir / "eval.json", res)
