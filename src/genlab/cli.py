@@ -103,7 +103,7 @@ def build_parser() -> Parser:
     # eval
     s = sub.add_parser("eval", help="evaluate a run on the test split", formatter_class=_formatter,
                        description="Evaluate RUN_DIR on the test split. Keys: mse (per pixel), sse (squared error "
-                       "per image, summed over pixels), bce (per image, summed), psnr (dB); VAEs add nelbo "
+                       "per image, summed over pixels), bce (per image, summed), psnr (dB), ssim (images of 11x11 pixels or more); VAEs add nelbo "
                        "(negative ELBO per image, nats), kl, and nll_iwae with --iwae-k.")
     s.add_argument("run", metavar="RUN_DIR")
     s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
@@ -214,7 +214,7 @@ def cmd_train(a) -> int:
                 steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                 data_root=a.data_root, progress=not a.quiet and sys.stderr.isatty())
     ev = json.loads((run.path / "eval.json").read_text())
-    keys = [k for k in ("loss", "nelbo", "kl", "mse", "bce", "psnr") if k in ev]
+    keys = [k for k in ("loss", "nelbo", "kl", "mse", "bce", "psnr", "ssim") if k in ev]
     print("test: " + ", ".join(f"{k}={ev[k]:.4g}" for k in keys) + f"  ({ev['train_seconds']:.1f} s training)", file=sys.stderr)
     print(run.path)
     return 0

@@ -14,7 +14,7 @@ def evaluate(model, data, split: str = "test", *, batch_size: int = 500, iwae_k:
     seeded with ``seed``: the result is reproducible and training's RNG is left untouched.
 
     Keys (autoencoders): mse (per pixel), sse (per image, summed over pixels), bce (per image,
-    summed over pixels; data in [0, 1]), psnr (dB, mean over images). VAEs add nelbo (negative
+    summed over pixels; data in [0, 1]), psnr (dB, mean over images), ssim (images of 11x11 pixels or more). VAEs add nelbo (negative
     ELBO per image, nats; one posterior sample), kl, and with ``iwae_k`` > 0 nll_iwae (the
     k-sample importance-weighted bound on -log p(x), nats per image).
     """

@@ -12,6 +12,7 @@ from torch import nn
 from .. import losses
 from ..config import from_dict
 from ..errors import ConfigError, GenlabError
+from ..metrics.image import ssim
 from ..registry import MODELS
 
 
@@ -57,7 +58,10 @@ class GenModel(nn.Module):
         """mse: squared error per pixel; sse: squared error summed over pixels; bce: binary
         cross-entropy summed over pixels (data in [0, 1] only; from ``logits`` when the
         reconstruction is their sigmoid, else from the clamped reconstruction); psnr:
-        10 log10(range^2 / mse) per image, range = the data set's value range."""
+        10 log10(range^2 / mse) per image, range = the data set's value range; ssim: structural
+        similarity per image (:func:`genlab.metrics.image.ssim`, 11x11 Gaussian window), only for
+        images of at least 11x11 pixels, on values shifted to [0, range] (SSIM's luminance term
+        assumes non-negative intensities; data in [-1, 1] is scored as in [0, 2])."""
         sse = losses.sse(recon, x)
         out = {"sse": sse, "mse": sse / self.dim}
         if logits is not None:
@@ -67,6 +71,9 @@ class GenModel(nn.Module):
             out["bce"] = -losses.flat(x * p.log() + (1 - x) * (1 - p).log()).sum(1)
         rng = self.value_range[1] - self.value_range[0]
         out["psnr"] = 10.0 * torch.log10(rng * rng / out["mse"].clamp_min(1e-10))
+        if len(self.shape) == 3 and min(self.shape[1:]) >= 11:
+            lo = self.value_range[0]
+            out["ssim"] = ssim(recon.reshape(-1, *self.shape) - lo, x.reshape(-1, *self.shape) - lo, data_range=rng)
         return out
 
     def extra_repr(self) -> str:

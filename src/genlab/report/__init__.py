@@ -27,10 +27,11 @@ METRIC_HELP = {
     "sse": "squared error of the reconstruction, per image, summed over pixels",
     "mse": "mean squared error of the reconstruction, per pixel",
     "psnr": "peak signal-to-noise ratio of the reconstruction, dB, mean over images (higher is better)",
+    "ssim": "structural similarity of reconstruction and image (Wang et al. 2004; 11x11 Gaussian window, sigma 1.5), mean over images; 1 is identical (higher is better)",
     "n": "test images evaluated",
     "iwae_k": "importance samples behind nll_iwae",
 }
-METRIC_ORDER = ["nll_iwae", "nelbo", "kl", "bce", "sse", "mse", "psnr", "n", "iwae_k"]
+METRIC_ORDER = ["nll_iwae", "nelbo", "kl", "bce", "sse", "mse", "psnr", "ssim", "n", "iwae_k"]
 TRAINING_KEYS = ("train_seconds", "steps")
 
 
@@ -101,7 +102,7 @@ def render_report(run, metrics: dict, figures: dict[str, bytes], records: list[d
 
     source = "eval.json, written at the end of training" if (run.path / "eval.json").is_file() else "computed for this report"
     body += ["<h2>Test metrics</h2>",
-             f"<p>On the test split ({metrics.get('n', '?')} images; {source}). Lower is better except psnr.</p>",
+             f"<p>On the test split ({metrics.get('n', '?')} images; {source}). Lower is better except psnr and ssim.</p>",
              _metrics_table(metrics)]
 
     body.append("<h2>Training</h2>")
