@@ -21,7 +21,8 @@ def evaluate(model, data, split: str = "test", *, batch_size: int = 500, iwae_k:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    x_all, _ = data.eval_inputs(split)
+    x_all, y_all = data.eval_inputs(split)
+    uses_labels = getattr(model, "uses_labels", False)
     sums: dict[str, float] = {}
     n = 0
     devices = [device] if device.type == "cuda" else []
@@ -34,7 +35,7 @@ def evaluate(model, data, split: str = "test", *, batch_size: int = 500, iwae_k:
             batches = tqdm(batches, desc=f"eval {split}", leave=False, unit="batch")
         for i in batches:
             x = x_all[i:i + batch_size].to(device)
-            vals = model.eval_batch(x)
+            vals = model.eval_batch(x, y_all[i:i + batch_size].to(device)) if uses_labels else model.eval_batch(x)
             if iwae_k:
                 if not hasattr(model, "iwae_log_likelihood"):
                     from .errors import GenlabError

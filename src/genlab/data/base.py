@@ -27,6 +27,7 @@ class DataConfig:
     grayscale: bool = field(False, "folder:PATH images as one channel")
     test_fraction: float = field(0.2, "test share for data sets without their own test split (digits, folder:, npz:)")
     limit: int = field(0, "use only the first N training examples (0: all)")
+    labels_per_class: int = field(0, "keep the labels of only N training examples per class (chosen with seed 0), mark the rest -1 (unlabelled); 0: all labels")
     download: bool = field(False, "allow torchvision to download a missing data set")
 
     def validate(self) -> None:
@@ -38,6 +39,8 @@ class DataConfig:
             raise ConfigError(f"threshold: expected a value in (0, 1), got {self.threshold}")
         if self.image_size < 4:
             raise ConfigError(f"image_size: expected at least 4, got {self.image_size}")
+        if self.labels_per_class < 0:
+            raise ConfigError(f"labels_per_class: expected 0 or a positive count, got {self.labels_per_class}")
         if self.limit < 0:
             raise ConfigError(f"limit: expected 0 or a positive count, got {self.limit}")
 

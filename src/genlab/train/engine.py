@@ -172,6 +172,10 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
     n = len(data.train)
     if n == 0:
         raise ConfigError("data: the training split is empty")
+    uses_labels = getattr(model, "uses_labels", False)
+    if uses_labels and data.train.y is None:
+        raise ConfigError(f"model {model.name}: needs labels, and data set {data.name} has none")
+    set_step = getattr(model, "set_step", None)
     bs = min(cfg.batch_size, n)
     per_epoch = math.ceil(n / bs)
     total = cfg.total_steps(per_epoch)
@@ -211,7 +215,9 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
             for b in range(start, per_epoch):
                 idx = order[b * bs:(b + 1) * bs]
                 x = data.prepare(data.train.x[idx], train=True)
-                out = model.loss(x)
+                if set_step is not None:  # schedules inside the model (k-sparse k, stacked phases): a function of the step
+                    set_step(step, total)
+                out = model.loss(x, data.train.y[idx]) if uses_labels else model.loss(x)
                 loss = out["loss"]
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
