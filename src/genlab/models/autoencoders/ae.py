@@ -36,10 +36,10 @@ class AEConfig:
 class _AEBase(GenModel):
     """Shared by the MLP and conv autoencoders: the encoder/decoder differ, the objective not."""
 
-    def _setup(self) -> None:
+    def _setup(self, code_activation: str | None = None) -> None:
         if self.config.loss == "bce":
             check_unit_range(self, "loss=bce")
-        self.code_act = activation(self.config.code_activation)
+        self.code_act = activation(code_activation or self.config.code_activation)
 
     def encode(self, x):
         return self.code_act(self.encoder(x))
