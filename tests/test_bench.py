@@ -13,7 +13,8 @@ from genlab.cli import main
 def test_bench_list_names_every_benchmark_the_issue_asks_for(capsys):
     assert main(["bench", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("vae-mnist", "vae-mnist-speed", "vae-iwae-mnist", "setup-times", "metrics-baselines", "fid-speed"):
+    for name in ("vae-mnist", "vae-mnist-speed", "vae-iwae-mnist", "setup-times", "metrics-baselines", "fid-speed",
+                 "linear-ae-pca", "ksparse-mnist", "contractive-mnist", "denoising-mnist", "ae-838", "context-encoder-fashion"):
         assert name in out
     assert all(desc for _, desc in list_benchmarks())
 
