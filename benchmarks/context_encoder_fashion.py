@@ -60,6 +60,10 @@ def run(ctx) -> dict:
     data_range = ds.value_range[1] - ds.value_range[0]
     mean_mse, mean_psnr = hole_scores(mean_image(ds.train.x, ds.scale), x, hole, data_range)
     n_train = len(ds.train)
+    with torch.no_grad():  # test images: the masked input, the inpainted composite, the original
+        shown = x[:12]
+        masked = torch.where(model.mask(shown, train=False), torch.full_like(shown, 0.5), shown)
+        fig = ctx.figure("context-encoder-fashion.png", torch.cat([masked, model.reconstruct(shown), shown]), nrow=12)
     rows = [
         {"hole filled by": "context encoder", "PSNR hole (dB)": round(ev["hole_psnr"], 2),
          "MSE hole": round(ev["hole_mse"], 5), "epochs": epochs, "train seconds": round(ev["train_seconds"], 1)},
@@ -70,7 +74,7 @@ def run(ctx) -> dict:
         "psnr_hole": ev["hole_psnr"], "mse_hole": ev["hole_mse"], "mean_fill_psnr_hole": mean_psnr,
         "mean_fill_mse_hole": mean_mse, "psnr_gain": ev["hole_psnr"] - mean_psnr, "ssim_composite": ev.get("ssim"),
         "epochs": epochs, "train_seconds": ev["train_seconds"], "n_train": n_train, "n_test": ev["n"],
-        "table": rows,
+        "table": rows, "figure": fig,
         "protocol": (f"Fashion-MNIST, {n_train} train / {ev['n']} test images, pixels in [0,1]; context-encoder "
                      f"channels={channels} latent={latent}, centre 14x14 hole (mask_size 0.5) filled with the running "
                      "training mean at the input, loss = hole SSE + 0.001 x context SSE, Adam lr 1e-3, batch 128, "

@@ -18,7 +18,9 @@ def run(ctx) -> dict:
     epochs = ctx.param("epochs", 10, quick=1)
     level = ctx.param("level", 0.5)
     limit = {"data.limit": 6000} if ctx.quick else {}
-    rows, out = [], {}
+    import torch
+
+    rows, out, shown = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for noise in ("mask", "salt-pepper", "gaussian"):
             lev = level if noise != "gaussian" else 0.5
@@ -31,8 +33,15 @@ def run(ctx) -> dict:
                          "PSNR denoised dB": round(ev["psnr"], 2), "SSIM corrupted": round(ev["ssim_noisy"], 3),
                          "SSIM denoised": round(ev["ssim"], 3), "train s": round(ev["train_seconds"], 1)})
             out[noise] = {k: ev[k] for k in ("psnr", "psnr_noisy", "ssim", "ssim_noisy", "mse", "mse_noisy", "train_seconds")}
+            x = run_._data.eval_inputs("test")[0][:10]
+            with torch.no_grad():
+                torch.manual_seed(0)
+                m = run_.model
+                xn = m.corrupt(x)
+                shown.append(torch.cat([x, xn, m.denoise(xn)]))
+    fig = ctx.figure("denoising-mnist.png", torch.cat(shown), nrow=10)
     return {
-        **out, "epochs": epochs, "table": rows,
+        **out, "epochs": epochs, "table": rows, "figure": fig,
         "protocol": (f"MNIST {'first 6000 train images, ' if ctx.quick else '60000 train / '}10000 test, pixels in [0, 1]. "
                      "denoising-ae 784-1000-500-128-500-1000-784 ReLU, sigmoid output, cross-entropy against the clean "
                      f"image, fresh noise every batch; Adam 1e-3 cosine, batch 128, {epochs} epochs, seed 0. Test: each "

@@ -36,6 +36,11 @@ def run(ctx) -> dict:
         ftr = encode_all(m, ds.eval_inputs("train")[0])
         fte = encode_all(m, ds.eval_inputs("test")[0])
         dead = int((torch.from_numpy(ftr) != 0).sum(0).eq(0).sum())
+        # the paper's Figure 1: filters (rows of W) of the most used units, each scaled to its own range
+        use = (torch.from_numpy(ftr) != 0).sum(0)
+        w = m.enc.weight.detach()[use.argsort(descending=True)[:100]]
+        w = (w - w.min(1, keepdim=True).values) / (w.max(1, keepdim=True).values - w.min(1, keepdim=True).values + 1e-12)
+        fig = ctx.figure("ksparse-filters-mnist.png", w.view(-1, *ds.shape), nrow=20)
     feat = logreg_error(ftr, ytr, fte, yte)
     raw = logreg_error(xtr, ytr, xte, yte)
     rows = [
@@ -46,7 +51,7 @@ def run(ctx) -> dict:
     return {
         "error_ksparse_pct": feat["error_pct"], "error_raw_pct": raw["error_pct"], "epochs": epochs,
         "train_seconds": ev["train_seconds"], "test_sse": ev["sse"], "dead_units": dead,
-        "table": rows,
+        "table": rows, "figure": fig,
         "protocol": (f"MNIST {'first 6000 train images, ' if ctx.quick else '60000 train / '}10000 test, pixels in [0, 1]. "
                      "ksparse-ae: 784-1000 linear code, top-k support, tied weights, sigmoid output, squared error; "
                      f"k falls linearly from 100 to 25 over the first half of training; Adam 1e-3 cosine, batch 128, "

@@ -47,6 +47,13 @@ def run(ctx) -> dict:
                             set={"hidden": [1000, 500, 250], "latent": 30, "activation": "relu", "loss": "bce",
                                  "train.schedule": "cosine", "train.threads": 1, **limit})
         deep_ev = json.loads((deep.path / "eval.json").read_text())
+        # Hinton & Salakhutdinov's Figure 2 layout: test images, deep AE, linear AE, PCA-30
+        import torch
+
+        x = ds.eval_inputs("test")[0][:12]
+        with torch.no_grad():
+            pca_rec = torch.from_numpy(pca.inverse_transform(pca.transform(xte[:12]))).float().view_as(x)
+            fig = ctx.figure("ae-vs-pca-mnist.png", torch.cat([x, deep.model.reconstruct(x), lin.model.reconstruct(x), pca_rec]), nrow=12)
     lin_sse, deep_sse = lin_ev["sse"], deep_ev["sse"]
     rows = [
         {"model": "PCA-30 (scikit-learn, exact)", "test SSE per image": round(pca_err, 3), "paper": PAPER_PCA, "train s": "-"},
@@ -61,7 +68,7 @@ def run(ctx) -> dict:
                                  "n_under_10deg": int((angles < 10).sum())},
         "deep_sse": deep_sse, "pca_over_deep": pca_err / deep_sse,
         "linear_train_seconds": lin_ev["train_seconds"], "deep_train_seconds": deep_ev["train_seconds"],
-        "table": rows,
+        "table": rows, "figure": fig,
         "protocol": (f"MNIST {'first 6000 train images, ' if ctx.quick else '60000 train / '}10000 test, pixels in [0, 1]; "
                      "test SSE = squared error summed over the 784 pixels, mean over test images. PCA-30 fitted on the "
                      f"training images. linear-ae: linear 784-30-784, squared error, Adam 1e-3 cosine, batch 128, "

@@ -93,6 +93,19 @@ class Context:
         if self.echo:
             print(msg, file=sys.stderr, flush=True)
 
+    def figure(self, filename: str, images, nrow: int | None = None, value_range=(0.0, 1.0)) -> str | None:
+        """Save an image grid next to the results (``benchmarks/results/figures/``, or
+        $GENLAB_BENCH_FIGURES), full runs only: the README's pictures come from the same runs
+        as its numbers. Returns the path written, or None for a quick run."""
+        if self.quick:
+            return None
+        from .images import save_grid
+
+        d = Path(os.environ.get("GENLAB_BENCH_FIGURES") or (REPO_ROOT / "benchmarks" / "results" / "figures"))
+        d.mkdir(parents=True, exist_ok=True)
+        save_grid(d / filename, images, nrow=nrow, value_range=value_range)
+        return str(d / filename)
+
     def need_mnist(self, folder: str = "MNIST") -> str:
         raw = self.data_root / folder / "raw"
         if not raw.is_dir():
