@@ -156,6 +156,119 @@ def build_parser() -> Parser:
     s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
     s.add_argument("--out", metavar="FILE.html", help="default RUN_DIR/report.html")
 
+    # encode
+    s = sub.add_parser("encode", help="write the codes of a data split to an .npz", formatter_class=_formatter,
+                       description="Encode every image of a split with the run's encoder (no gradients, in batches; "
+                       "VAEs give the posterior mean) and write FILE.npz with arrays z (N x code size, float32) and, "
+                       "when the data set has labels, y (N, int64). Written atomically.",
+                       epilog="""examples:
+  genlab encode runs/ae-mnist --out codes.npz
+  genlab encode runs/ae-mnist --split train --out train_codes.npz
+  genlab encode runs/ae-mnist --data fashion-mnist --out fashion_codes.npz   # another data set of the same shape
+""")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--out", required=True, metavar="FILE.npz", help="output file (arrays z and y)")
+    s.add_argument("--data", metavar="NAME", help="encode another data set of the same image shape (default: the run's)")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+    s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split (default test)")
+
+    # classify
+    s = sub.add_parser("classify", help="classify with autoencoders: codes as features, or one autoencoder per class",
+                       formatter_class=_formatter,
+                       description="Two ways to classify with autoencoders, both scored by the test accuracy. "
+                       "Method I (RUN_DIR): the run's codes of the training split are the features of a classifier "
+                       "(standardised, then logistic regression, a linear SVM or an RBF SVM, scikit-learn), scored "
+                       "on the codes of the test split. "
+                       "Method II (--per-class MODEL --data NAME --out DIR): trains one MODEL per class on that "
+                       "class's training images (DIR/class-<c>, with DIR/index.json) and gives each test image to "
+                       "the class whose autoencoder reconstructs it with the smallest squared error. "
+                       "Prints one summary line, or one JSON object with --json.",
+                       epilog="""examples:
+  genlab classify runs/ae-mnist                          # method I, logistic regression on the codes
+  genlab classify runs/ae-mnist --classifier svm --json
+  genlab classify --per-class ae --data digits --out runs/per-class --epochs 20 --set hidden=[64] latent=8
+  genlab classify --per-class ae --data mnist --data-root DIR --out runs/pc --epochs 5 --set train.threads=1
+
+--set KEY=VALUE (method II) reaches the model, train and data fields as in `genlab train`;
+--set data.classes=[0,1,2] limits the problem to those classes.
+""")
+    s.add_argument("run", nargs="?", metavar="RUN_DIR", help="method I: a trained run whose codes are the features")
+    s.add_argument("--per-class", metavar="MODEL", help="method II: train one MODEL per class (see `genlab list models`)")
+    s.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/raw etc.")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    g = s.add_argument_group("method I (RUN_DIR)")
+    g.add_argument("--classifier", metavar="NAME",
+                   help="logreg (default; multinomial logistic regression, max_iter 2000), svm (LinearSVC) or "
+                   "rbf-svm (SVC, RBF kernel; slow beyond ~20000 training codes, see --max-train)")
+    g.add_argument("--C", type=float, metavar="X", help="inverse regularisation strength of the classifier (default 1)")
+    g.add_argument("--max-train", type=int, metavar="N", help="fit on a seeded random subset of N training codes (default: all)")
+    g = s.add_argument_group("method II (--per-class MODEL)")
+    g.add_argument("--data", metavar="NAME", help="digits (default), mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH")
+    g.add_argument("--out", metavar="DIR", help="folder for the per-class runs and index.json (required)")
+    e = g.add_mutually_exclusive_group()
+    e.add_argument("--epochs", type=int, metavar="N", help="epochs per class (default 10)")
+    e.add_argument("--steps", type=int, metavar="N", help="optimizer steps per class instead of epochs")
+    g.add_argument("--batch-size", type=int, metavar="B", help="examples per step (default 128)")
+    g.add_argument("--lr", type=float, metavar="X", help="learning rate (default 1e-3)")
+    g.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="model, train or data fields")
+    g.add_argument("-q", "--quiet", action="store_true", help="no per-class progress lines on stderr")
+    s.add_argument("--seed", type=int, metavar="S", help="seed of the classifier's subset (I) or of the training (II) (default 0)")
+
+    # embed
+    s = sub.add_parser("embed", help="autoencoder vs PCA at the same code size: errors and a 2-D scatter",
+                       formatter_class=_formatter,
+                       description="Compare the run's autoencoder with PCA of the same code size (fitted on the "
+                       "training split): prints the test reconstruction error (MSE per pixel) of both and writes "
+                       "a PNG with two scatter plots of the test split coloured by label. The autoencoder panel "
+                       "shows the code itself when it has 2 units, otherwise the first two principal components "
+                       "of the codes; the PCA panel the first two principal components of the pixels (at most 5000 "
+                       "points, a fixed subset).",
+                       epilog="""examples:
+  genlab embed runs/ae-mnist                      # writes runs/ae-mnist/embed.png
+  genlab embed runs/ae-mnist --out ae_vs_pca.png --json
+""")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--out", metavar="FILE.png", help="scatter plot (default RUN_DIR/embed.png)")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+    s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split to reconstruct and plot (default test)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+    # denoise
+    s = sub.add_parser("denoise", help="clean image files with a (denoising) autoencoder", formatter_class=_formatter,
+                       description="Read each image file (PNG, JPEG, ...), convert it to the run's channels and size, "
+                       "pass it through the autoencoder (a denoising-ae's denoise; any other autoencoder's "
+                       "reconstruction) and write DIR/NAME.png at the run's resolution. Prints each written path.",
+                       epilog="""examples:
+  genlab denoise runs/dae-mnist noisy1.png noisy2.png --out cleaned/
+""")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    s.add_argument("--out", required=True, metavar="DIR", help="output folder")
+
+    # anomaly
+    s = sub.add_parser("anomaly", help="rank images by reconstruction error (anomaly scores)", formatter_class=_formatter,
+                       description="Score every image of a data split (default: the run's data set, test split) or "
+                       "the given image files by its reconstruction error, the squared error summed over pixels "
+                       "(sse; mse is the same per pixel), and list the highest first. Denoising autoencoders also "
+                       "report sse_corrupted, the error of reconstructing a corrupted copy (seed 0).",
+                       epilog="""examples:
+  genlab anomaly runs/ae-mnist --top 20
+  genlab anomaly runs/ae-mnist --data fashion-mnist --json     # out-of-distribution images
+  genlab anomaly runs/ae-mnist-3 --all-classes                 # a run trained with data.classes=[3]
+  genlab anomaly runs/ae-mnist --images a.png b.png
+""")
+    s.add_argument("run", metavar="RUN_DIR")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--data", metavar="NAME", help="score another data set of the same image shape")
+    g.add_argument("--images", nargs="+", metavar="IMAGE", help="score these image files instead of a data split")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+    s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split (default test)")
+    s.add_argument("--all-classes", action="store_true",
+                   help="score every class even when the run was trained on data.classes=[...] (one-class anomaly detection)")
+    s.add_argument("--top", type=int, default=10, metavar="N", help="list the N highest scores (default 10; 0: all)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
     # demo
     s = sub.add_parser("demo", help="the main job: train, evaluate and report on embedded data", formatter_class=_formatter,
                        description="Train a VAE and an autoencoder on scikit-learn's digits (no download, a few "
@@ -288,6 +401,219 @@ def cmd_report(a) -> int:
     return 0
 
 
+def _run_data(run, name: str | None, root: str | None, all_classes: bool = False):
+    """The run's data set, or another one (``name``) of the same shape, prepared as the run's
+    (binarisation etc.); ``all_classes`` drops the run's data.classes filter."""
+    from dataclasses import asdict
+
+    from .config import from_dict
+    from .data import DataConfig, load_data
+
+    if name is None and not all_classes:
+        return run.data(root)
+    cfg = asdict(run.data_config)
+    if name is not None and name != cfg["name"]:
+        cfg.update(name=name, classes=[])
+    if all_classes:
+        cfg["classes"] = []
+    if root:
+        cfg["root"] = root
+    ds = load_data(from_dict(DataConfig, cfg, where="data"))
+    if list(ds.shape) != list(run.config["shape"]):
+        raise GenlabError(f"--data {ds.name}: images of shape {list(ds.shape)}, the run was trained on {run.config['shape']}")
+    return ds
+
+
+def cmd_encode(a) -> int:
+    from .images import save_npz
+    from .run import load_run
+    from .uses import codes
+
+    out = Path(a.out)
+    if out.suffix != ".npz":
+        raise GenlabError(f"--out {out}: expected a file name ending in .npz")
+    run = load_run(a.run)
+    ds = _run_data(run, a.data, a.data_root)
+    z, y = codes(run.model, ds, a.split)
+    save_npz(out, z=z, **({} if y is None else {"y": y}))
+    print(f"{ds.name} {a.split}: {z.shape[0]} codes of size {z.shape[1]}{'' if y is not None else ' (no labels)'}",
+          file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_classify(a) -> int:
+    if a.per_class is None:
+        return _classify_codes(a)
+    return _classify_per_class(a)
+
+
+def _classify_codes(a) -> int:
+    from .run import load_run
+    from .uses import CLASSIFIERS, classify_codes
+
+    if a.run is None:
+        raise GenlabError("name a RUN_DIR (method I, codes as features) or --per-class MODEL (method II)")
+    for flag, value in (("--data", a.data), ("--out", a.out), ("--epochs", a.epochs), ("--steps", a.steps),
+                        ("--batch-size", a.batch_size), ("--lr", a.lr), ("--device", a.device), ("--set", a.set)):
+        if value:
+            raise GenlabError(f"{flag}: belongs to method II (--per-class MODEL); method I uses the run's data set")
+    if a.max_train is not None and a.max_train < 1:
+        raise GenlabError(f"--max-train: expected a positive count, got {a.max_train}")
+    clf = a.classifier or "logreg"
+    if clf not in CLASSIFIERS:
+        raise GenlabError(f"--classifier {clf}: expected one of {', '.join(CLASSIFIERS)}")
+    run = load_run(a.run)
+    res = classify_codes(run, run.data(a.data_root), clf, C=1.0 if a.C is None else a.C, seed=a.seed or 0,
+                         max_train=a.max_train or 0)
+    res = {"method": "codes", "run": str(run.path), "data": run.data_config.name, **res}
+    if a.json:
+        print(json.dumps(res))
+    else:
+        warn = "" if res["converged"] else " (the solver did not converge)"
+        print(f"method I ({clf} on the {res['code_size']}-d codes of {run.model_name}): test accuracy "
+              f"{res['accuracy']:.4f} ({res['n_train']} train / {res['n_test']} test, "
+              f"{res['encode_seconds'] + res['seconds']:.1f} s){warn}")
+    return 0
+
+
+def _classify_per_class(a) -> int:
+    from .config import parse_set
+    from .data import DataConfig
+    from .run import route_overrides
+    from .uses import per_class_autoencoders
+
+    if a.run is not None:
+        raise GenlabError(f"RUN_DIR {a.run}: give a run (method I) or --per-class MODEL (method II), not both")
+    for flag, value in (("--classifier", a.classifier), ("--C", a.C), ("--max-train", a.max_train)):
+        if value is not None:
+            raise GenlabError(f"{flag}: belongs to method I (RUN_DIR); method II classifies by reconstruction error")
+    if not a.out:
+        raise GenlabError("--out: name the folder for the per-class runs, e.g. --out runs/per-class")
+    for name in ("epochs", "steps", "batch_size"):
+        value = getattr(a, name)
+        if value is not None and value < 1:
+            raise GenlabError(f"--{name.replace('_', '-')}: expected a positive number, got {value}")
+    from .models import model_config_class
+
+    model_config_class(a.per_class)  # an unknown model fails before any data is read
+    routed = route_overrides(a.per_class, parse_set(list(a.set)))
+    from .config import from_dict
+
+    data_cfg = from_dict(DataConfig, {"name": a.data or "digits", **routed["data"]}, where="data")
+    log = None if (a.quiet or a.json) else (lambda line: print(line, file=sys.stderr, flush=True))
+    res = per_class_autoencoders(a.per_class, data_cfg, routed["model"], out=a.out, train=routed["train"],
+                                 epochs=a.epochs, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+                                 seed=a.seed or 0, device=a.device, data_root=a.data_root,
+                                 progress=not (a.quiet or a.json) and sys.stderr.isatty(), log=log)
+    summary = {"method": "per-class", "out": str(Path(a.out)), **{k: v for k, v in res.items()
+                                                                   if k not in ("pred", "y", "errors")}}
+    if a.json:
+        print(json.dumps(summary))
+    else:
+        print(f"method II ({len(res['classes'])} x {a.per_class} on {data_cfg.name}, smallest reconstruction error): "
+              f"test accuracy {res['accuracy']:.4f} ({res['n_test']} test, {res['seconds']:.1f} s) -> "
+              f"{Path(a.out) / 'index.json'}")
+    return 0
+
+
+def cmd_embed(a) -> int:
+    from .run import load_run
+    from .uses import pca_vs_autoencoder, write_scatter
+
+    run = load_run(a.run)
+    out = Path(a.out) if a.out else run.path / "embed.png"
+    if out.suffix != ".png":
+        raise GenlabError(f"--out {out}: expected a file name ending in .png")
+    ds = run.data(a.data_root)
+    res = pca_vs_autoencoder(run, ds, a.split)
+    write_scatter(out, res, ds.classes, title=f"{run.path.name}: {ds.name} {a.split} split, {res['n_test']} images")
+    if a.json:
+        print(json.dumps({"run": str(run.path), "data": ds.name, "split": a.split, "table": res["table"],
+                          "code_size": res["code_size"], "pca_components": res["pca_components"],
+                          "ae_mse": res["ae_mse"], "pca_mse": res["pca_mse"], "n_test": res["n_test"],
+                          "projection_note": res["projection_note"], "plot": str(out)}))
+        return 0
+    from .bench import format_table
+
+    print(format_table([{**r, "test_mse": float(f"{r['test_mse']:.6g}")} for r in res["table"]]))
+    print(f"(mean squared error per pixel on {res['n_test']} {a.split} images; PCA fitted on the training split)")
+    print(out)
+    return 0
+
+
+def cmd_denoise(a) -> int:
+    from .run import load_run
+    from .uses import denoise, read_images, write_png
+
+    run = load_run(a.run)
+    shape, vr = tuple(run.config["shape"]), tuple(run.config["value_range"])
+    x = read_images(a.images, shape, vr)
+    out_dir = Path(a.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GenlabError(f"--out {out_dir}: exists and is not a folder")
+    targets, used = [], set()
+    for p in map(Path, a.images):
+        name, i = f"{p.stem}.png", 2
+        while name in used:
+            name, i = f"{p.stem}-{i}.png", i + 1
+        used.add(name)
+        t = out_dir / name
+        if t.resolve() == p.resolve():
+            raise GenlabError(f"--out {out_dir}: would overwrite the input {p}; choose another folder")
+        targets.append(t)
+    model = run.model
+    if not hasattr(model, "denoise"):
+        print(f"note: {run.model_name} is not a denoising autoencoder; writing its reconstructions", file=sys.stderr)
+    y = denoise(model, x)
+    for t, img in zip(targets, y):
+        write_png(t, img, vr)
+        print(t)
+    return 0
+
+
+def cmd_anomaly(a) -> int:
+    from .run import load_run
+    from .uses import anomaly_scores, read_images
+
+    if a.top < 0:
+        raise GenlabError(f"--top: expected 0 (all) or a positive count, got {a.top}")
+    run = load_run(a.run)
+    if a.images:
+        if a.all_classes:
+            raise GenlabError("--all-classes: applies to a data split, not to --images")
+        x = read_images(a.images, tuple(run.config["shape"]), tuple(run.config["value_range"]))
+        y, source, names = None, "images", [str(p) for p in a.images]
+    else:
+        ds = _run_data(run, a.data, a.data_root, a.all_classes)
+        x, y = ds.eval_inputs(a.split)
+        source, names = f"{ds.name}:{a.split}", None
+    scores = anomaly_scores(run.model, x)
+    order = sorted(range(len(scores["sse"])), key=lambda i: -scores["sse"][i])
+    if a.top:
+        order = order[:a.top]
+    items = []
+    for rank, i in enumerate(order, 1):
+        item = {"rank": rank}
+        if names is not None:
+            item["file"] = names[i]
+        else:
+            item["index"] = i
+            if y is not None:
+                item["label"] = int(y[i])
+        item.update({k: float(v[i]) for k, v in scores.items()})
+        items.append(item)
+    if a.json:
+        print(json.dumps({"run": str(run.path), "source": source, "n": len(scores["sse"]),
+                          "mean_sse": float(scores["sse"].mean()), "items": items}))
+        return 0
+    from .bench import format_table
+
+    print(f"{source}: {len(scores['sse'])} items, mean sse {float(scores['sse'].mean()):.6g}; highest first")
+    print(format_table([{k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in it.items()} for it in items]))
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
 
@@ -317,7 +643,8 @@ def cmd_bench(a) -> int:
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "metrics": cmd_metrics,
-            "report": cmd_report, "demo": cmd_demo, "bench": cmd_bench}
+            "report": cmd_report, "encode": cmd_encode, "classify": cmd_classify, "embed": cmd_embed,
+            "denoise": cmd_denoise, "anomaly": cmd_anomaly, "demo": cmd_demo, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,27 @@ def keep_labels(y: torch.Tensor | None, per_class: int, name: str) -> torch.Tens
     return out
 
 
+def keep_classes(ds: Dataset, classes: list[int]) -> Dataset:
+    """``ds`` with only the examples whose label is in ``classes`` (train, test and val splits;
+    labels keep their values, so class 3 stays 3)."""
+    from ..errors import ConfigError
+
+    if ds.train.y is None or ds.test.y is None:
+        raise ConfigError(f"data.classes: {ds.name} has no labels to filter by")
+    present = set(torch.unique(ds.train.y).tolist())
+    missing = [c for c in classes if c not in present]
+    if missing:
+        raise ConfigError(f"data.classes: {ds.name} has no training examples of class {', '.join(map(str, missing))} "
+                          f"(labels present: {', '.join(map(str, sorted(present)))})")
+    wanted = torch.tensor(classes, dtype=ds.train.y.dtype)
+
+    def pick(s: Split | None) -> Split | None:
+        return None if s is None else s.subset(torch.nonzero(torch.isin(s.y, wanted)).flatten())
+
+    ds.train, ds.test, ds.val = pick(ds.train), pick(ds.test), pick(ds.val)
+    return ds
+
+
 def load_data(cfg: DataConfig) -> Dataset:
     name = cfg.name
     if name.startswith("folder:"):
@@ -38,6 +59,8 @@ def load_data(cfg: DataConfig) -> Dataset:
         ds = DATASETS.get(name)(cfg)
     if cfg.limit:
         ds.train = ds.train.subset(torch.arange(min(cfg.limit, len(ds.train))))
+    if cfg.classes:  # after the limit: the classes of one training set, e.g. one run per class of it
+        ds = keep_classes(ds, cfg.classes)
     if cfg.val_fraction > 0:
         n = len(ds.train)
         n_val = max(1, int(round(n * cfg.val_fraction)))

@@ -27,6 +27,7 @@ class DataConfig:
     grayscale: bool = field(False, "folder:PATH images as one channel")
     test_fraction: float = field(0.2, "test share for data sets without their own test split (digits, folder:, npz:)")
     limit: int = field(0, "use only the first N training examples (0: all)")
+    classes: list[int] = field([], "keep only the examples of these class labels (e.g. [3] or [0,1]) in every split, labels unchanged, after data.limit; empty: all")
     labels_per_class: int = field(0, "keep the labels of only N training examples per class (chosen with seed 0), mark the rest -1 (unlabelled); 0: all labels")
     download: bool = field(False, "allow torchvision to download a missing data set")
 
@@ -43,6 +44,10 @@ class DataConfig:
             raise ConfigError(f"labels_per_class: expected 0 or a positive count, got {self.labels_per_class}")
         if self.limit < 0:
             raise ConfigError(f"limit: expected 0 or a positive count, got {self.limit}")
+        if any(c < 0 for c in self.classes):
+            raise ConfigError(f"classes: expected non-negative class labels, got {self.classes}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"classes: each label at most once, got {self.classes}")
 
     def resolved_root(self) -> str:
         return self.root or os.environ.get("GENLAB_DATA_ROOT", "") or "data"
