@@ -14,7 +14,8 @@ def test_bench_list_names_every_benchmark_the_issue_asks_for(capsys):
     assert main(["bench", "list"]) == 0
     out = capsys.readouterr().out
     for name in ("vae-mnist", "vae-mnist-speed", "vae-iwae-mnist", "setup-times", "metrics-baselines", "fid-speed",
-                 "linear-ae-pca", "ksparse-mnist", "contractive-mnist", "denoising-mnist", "ae-838", "context-encoder-fashion"):
+                 "linear-ae-pca", "ksparse-mnist", "contractive-mnist", "denoising-mnist", "ae-838", "context-encoder-fashion",
+                 "ae-classification", "stacked-pretraining-mnist"):
         assert name in out
     assert all(desc for _, desc in list_benchmarks())
 
