@@ -106,9 +106,12 @@ def codes(model, data: Dataset, split: str = "test", batch_size: int = 500) -> t
 
 
 # --------------------------------------------------------------------------- method I
-def make_classifier(name: str, *, C: float = 1.0, seed: int = 0):
-    """The scikit-learn pipeline behind ``classifier=name``; every one standardises the features
-    first (zero mean, unit variance, fitted on the training features):
+def make_classifier(name: str, *, C: float = 1.0, seed: int = 0, standardise: bool = True):
+    """The scikit-learn pipeline behind ``classifier=name``. With ``standardise`` (the default,
+    right for codes, whose units have arbitrary scales) the features are first brought to zero
+    mean and unit variance on the training set; pass False for raw pixels in [0, 1], where
+    dividing nearly constant border pixels by their tiny spread only adds noise (MNIST, 20000
+    training images, logreg: 91.7% unscaled against 89.8% standardised).
 
     - ``logreg``: multinomial LogisticRegression (lbfgs, L2 with strength 1/C),
       ``max_iter=2000``, enough for codes and raw pixels of MNIST-sized data to converge (the
@@ -132,11 +135,12 @@ def make_classifier(name: str, *, C: float = 1.0, seed: int = 0):
         clf = SVC(C=C, kernel="rbf", gamma="scale")
     else:
         raise ConfigError(f"classifier: expected one of {', '.join(CLASSIFIERS)}, got {name!r}")
-    return make_pipeline(StandardScaler(), clf)
+    return make_pipeline(StandardScaler(), clf) if standardise else make_pipeline(clf)
 
 
 def fit_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-              classifier: str = "logreg", *, C: float = 1.0, seed: int = 0, max_train: int = 0) -> dict:
+              classifier: str = "logreg", *, C: float = 1.0, seed: int = 0, max_train: int = 0,
+              standardise: bool = True) -> dict:
     """Fit :func:`make_classifier` on (x_train, y_train) and score it on the test examples.
 
     Training examples labelled -1 (unlabelled, see ``data.labels_per_class``) are dropped;
@@ -146,7 +150,7 @@ def fit_score(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_te
     (fit + predict)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    clf = make_classifier(classifier, C=C, seed=seed)
+    clf = make_classifier(classifier, C=C, seed=seed, standardise=standardise)
     if y_train is None or y_test is None:
         raise DataError("classification needs labels; the data set has none")
     keep = np.flatnonzero(np.asarray(y_train) >= 0)
