@@ -198,3 +198,35 @@ def test_bad_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as e:
         model(**{field: value})
     assert field in str(e.value)
+
+
+def test_adversarial_term_is_a_minimax_game_through_gradient_reversal():
+    """D's parameters get dL_D; the encoder-decoder gets d(hole + w*context)/dθ - λ dL_D/dθ."""
+    from genlab.models.autoencoders.context import reverse_grad
+
+    torch.manual_seed(0)
+    lam = 0.3
+    m = genlab.create_model("context-encoder", shape=(1, 16, 16), channels=[8, 8], latent=16, adversarial=lam, fill="zero")
+    assert genlab.create_model("context-encoder", shape=(1, 16, 16), channels=[8, 8], latent=16).disc is None
+    x = torch.rand(6, 1, 16, 16)
+    out = m.loss(x)
+    gen = list(m.encoder.parameters()) + list(m.decoder.parameters())
+    got_g = torch.autograd.grad(out["loss"], gen + list(m.disc.parameters()))
+    # the same quantities without the reversal layer, by hand
+    hole = m.mask(x, train=False)
+    pred = m.predict(x, hole)
+    sq = (pred - x) ** 2
+    rec = (sq * hole).flatten(1).sum(1).mean() + m.config.overlap_weight * (sq * ~hole).flatten(1).sum(1).mean()
+    comp = torch.where(hole, pred, x)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    d_real, d_fake = m.disc(x).flatten(), m.disc(comp).flatten()
+    l_d = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+    torch.testing.assert_close(out["adv_d"], l_d)
+    want_g = [a - lam * b for a, b in zip(torch.autograd.grad(rec, gen, retain_graph=True),
+                                           torch.autograd.grad(l_d, gen, retain_graph=True))]
+    want_d = torch.autograd.grad(l_d, list(m.disc.parameters()))
+    for a, b in zip(got_g, want_g + list(want_d)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    v = torch.randn(3, requires_grad=True)
+    (reverse_grad(v, 2.0) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    torch.testing.assert_close(v.grad, torch.tensor([-2.0, -4.0, -6.0]))

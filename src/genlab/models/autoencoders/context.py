@@ -23,8 +23,17 @@ so far (a buffer updated after each training batch, so an image never sees its o
 fill; it starts at the middle of the data's value range and after one epoch is the training-set
 mean image; it is saved with the weights and used unchanged at evaluation).
 
-The paper's optional adversarial term needs a second optimizer for the discriminator, which
-the engine does not have yet; it comes with the GAN issue.
+Adversarial term (``adversarial`` > 0, off by default): a conv discriminator D learns to tell
+real images from inpainted composites, and the encoder-decoder is pushed to fool it. The engine
+has one optimizer, so the two-player game runs through a gradient-reversal layer (as in
+domain-adversarial training): the composite passes through a function that is the identity
+forward and multiplies the gradient by ``-adversarial`` backward, and the loss adds D's
+cross-entropy ``L_D = -log D(x) - log(1 - D(x_hat))``. D's parameters descend L_D; the
+encoder-decoder's parameters receive ``-adversarial * dL_D/dx_hat``, i.e. they ascend D's loss:
+the minimax game of Goodfellow et al. with weight ``adversarial`` on the generator's side. D is
+part of the model, so its weights and Adam state are checkpointed and resume exactly. The
+logged ``loss`` then includes L_D (logged on its own as ``adv_d``); ``hole_sse`` stays the
+inpainting objective.
 """
 from __future__ import annotations
 
@@ -51,6 +60,7 @@ class ContextEncoderConfig:
     mask_size: float = field(0.5, "side of the square hole as a fraction of the image side (0.5: a 14x14 hole in 28x28 images)")
     fill: str = choice("mean", ("mean", "zero"), "value put in the hole: the per-pixel training mean (running, saved with the weights) or 0")
     overlap_weight: float = field(0.001, "weight of the squared error on the context (outside the hole); the hole has weight 1")
+    adversarial: float = field(0.0, "weight of the adversarial term on the encoder-decoder (0: off); a discriminator is then trained alongside through a gradient-reversal layer")
 
     def validate(self) -> None:
         _check_sizes(self.channels, self.latent, "channels")
@@ -58,6 +68,24 @@ class ContextEncoderConfig:
             raise ConfigError(f"mask_size: expected a fraction of the image side in (0, 1), got {self.mask_size}")
         if not self.overlap_weight >= 0.0:
             raise ConfigError(f"overlap_weight: expected a non-negative weight, got {self.overlap_weight}")
+        if not self.adversarial >= 0.0:
+            raise ConfigError(f"adversarial: expected a non-negative weight, got {self.adversarial}")
+
+
+class _ReverseGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def reverse_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; the gradient is multiplied by ``-scale`` on the way back."""
+    return _ReverseGrad.apply(x, scale)
 
 
 @register_model("context-encoder", "inpainting conv encoder-decoder, Pathak et al. 2016 (mask=centre|random, mask_size=0.5)")
@@ -81,6 +109,8 @@ class ContextEncoder(GenModel):
             )
         self.encoder = ConvEncoder(self.shape, c.channels, c.latent, c.activation, c.batchnorm)
         self.decoder = ConvDecoder(self.shape, c.channels, c.latent, c.activation, c.batchnorm)
+        # the discriminator: the encoder's conv stack down to one logit (only when adversarial > 0)
+        self.disc = ConvEncoder(self.shape, c.channels, 1, "leaky_relu", False) if c.adversarial > 0 else None
         mid = 0.5 * (self.value_range[0] + self.value_range[1])
         self.register_buffer("fill_mean", torch.full(self.shape, mid))
         self.register_buffer("fill_count", torch.zeros((), dtype=torch.float64))
@@ -143,13 +173,21 @@ class ContextEncoder(GenModel):
         """Hole SSE + overlap_weight * context SSE, per image, batch mean. Uses the training mask
         (random positions for mask=random); in train mode the batch then joins the fill mean."""
         hole = self.mask(x, train=True)
-        sq = (self.predict(x, hole) - x) ** 2
+        pred = self.predict(x, hole)
+        sq = (pred - x) ** 2
         hole_sse = losses.flat(sq * hole).sum(1)
         context_sse = losses.flat(sq * ~hole).sum(1)
         if self.training:
             self._update_fill_mean(x)
         out = {"hole_sse": hole_sse.mean(), "context_sse": context_sse.mean()}
         out["loss"] = out["hole_sse"] + self.config.overlap_weight * out["context_sse"]
+        if self.disc is not None:
+            comp = torch.where(hole, pred, x)
+            d_real = self.disc(x).flatten()
+            d_fake = self.disc(reverse_grad(comp, self.config.adversarial)).flatten()
+            bce = torch.nn.functional.binary_cross_entropy_with_logits
+            out["adv_d"] = bce(d_real, torch.ones_like(d_real)) + bce(d_fake, torch.zeros_like(d_fake))
+            out["loss"] = out["loss"] + out["adv_d"]
         return out
 
     @torch.no_grad()
