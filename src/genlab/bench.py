@@ -104,7 +104,8 @@ class Context:
         d = Path(os.environ.get("GENLAB_BENCH_FIGURES") or (REPO_ROOT / "benchmarks" / "results" / "figures"))
         d.mkdir(parents=True, exist_ok=True)
         save_grid(d / filename, images, nrow=nrow, value_range=value_range)
-        return str(d / filename)
+        p = (d / filename).resolve()
+        return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
 
     def need_mnist(self, folder: str = "MNIST") -> str:
         raw = self.data_root / folder / "raw"
