@@ -80,16 +80,49 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model, cfg: TrainConfig, lr: float | None = None,
+                   betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """The optimizer ``cfg`` names over ``model``'s trainable parameters (a module or an
+    iterable of parameters); ``lr`` and ``betas`` override the config's (models with several
+    optimizers, such as GANs, give each its own). Each group remembers its ``base_lr``: the
+    schedule scales it."""
+    params = [p for p in (model.parameters() if isinstance(model, torch.nn.Module) else model) if p.requires_grad]
+    lr = cfg.lr if lr is None else lr
+    opt = _make_optimizer(params, cfg, lr, betas)
+    for grp in opt.param_groups:
+        grp["base_lr"] = lr
+    return opt
+
+
+def _make_optimizer(params, cfg: TrainConfig, lr: float, betas) -> torch.optim.Optimizer:
     if cfg.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        kw = dict(lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+        kw = dict(lr=lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay, betas=betas)
         try:  # the fused kernel: one pass over the parameters instead of ~10 (CPU and CUDA, torch >= 2.4)
             return cls(params, fused=True, **kw)
         except (RuntimeError, TypeError, ValueError):
             return cls(params, **kw)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+class Updater:
+    """What a model with its own ``train_step`` (GANs: several optimizers, k discriminator steps
+    per generator step) calls to apply a loss: ``update("d", loss)`` zeroes that optimizer's
+    gradients, back-propagates, clips to ``train.grad_clip`` and steps. It records each
+    optimizer's gradient norm before clipping (``grad_norm_<name>``) for the log."""
+
+    def __init__(self, opts: dict[str, torch.optim.Optimizer], cfg: TrainConfig):
+        self.opts, self.cfg = opts, cfg
+        self.grad_norms: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, loss: torch.Tensor) -> None:
+        opt = self.opts[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip if self.cfg.grad_clip else float("inf"))
+        self.grad_norms[f"grad_norm_{name}"] = norm.detach()
+        opt.step()
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -167,7 +200,10 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
         torch.set_num_threads(cfg.threads)
     model.to(device)
     data = data.to(device)
-    opt = make_optimizer(model, cfg)
+    # a model with its own train_step (GANs) brings several optimizers; others get one
+    custom = hasattr(model, "train_step")
+    opts = model.make_optimizers(cfg) if custom else {"main": make_optimizer(model, cfg)}
+    updater = Updater(opts, cfg)
 
     n = len(data.train)
     if n == 0:
@@ -183,7 +219,11 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
     step, elapsed = 0, 0.0
     if resume:
         state = ckpt.load_checkpoint(run_dir, model)
-        opt.load_state_dict(state["optimizer"])
+        if custom:
+            for name, o in opts.items():
+                o.load_state_dict(state["optimizers"][name])
+        else:
+            opts["main"].load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], device)
         step, elapsed = state["step"], state.get("elapsed", 0.0)
         truncate_metrics(run_dir, step)
@@ -191,7 +231,9 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
 
     def save(step: int) -> None:
         ckpt.save_checkpoint(run_dir, model, {
-            "step": step, "epoch": step // per_epoch, "optimizer": opt.state_dict(),
+            "step": step, "epoch": step // per_epoch,
+            **({"optimizers": {k: o.state_dict() for k, o in opts.items()}} if custom
+               else {"optimizer": opts["main"].state_dict()}),
             "rng": _rng_state(device), "elapsed": elapsed + (time.perf_counter() - t0),
             "total_steps": total,
         })
@@ -217,21 +259,35 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 x = data.prepare(data.train.x[idx], train=True)
                 if set_step is not None:  # schedules inside the model (k-sparse k, stacked phases): a function of the step
                     set_step(step, total)
-                out = model.loss(x, data.train.y[idx]) if uses_labels else model.loss(x)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise TrainingDiverged(
-                        f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); "
-                        f"lower train.lr (now {cfg.lr}) or set train.grad_clip; the last checkpoint is kept"
-                    )
                 if cfg.schedule != "constant":
-                    for grp in opt.param_groups:
-                        grp["lr"] = lr_at(cfg, step, total)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
+                    scale = lr_at(cfg, step, total) / cfg.lr
+                    for o in opts.values():
+                        for grp in o.param_groups:
+                            grp["lr"] = grp["base_lr"] * scale
+                y = data.train.y[idx] if uses_labels else None
+                if custom:  # the model applies its own losses through the updater
+                    out = model.train_step(x, y, updater, step, total)
+                    out.update(updater.grad_norms)
+                    bad = [k for k, v in out.items() if not torch.isfinite(torch.as_tensor(v)).all()]
+                    if bad:
+                        raise TrainingDiverged(
+                            f"{bad[0]} became {float(out[bad[0]])} at step {step + 1} (epoch {epoch + 1}); "
+                            f"lower the learning rates or set train.grad_clip; the last checkpoint is kept"
+                        )
+                else:
+                    out = model.loss(x, y) if uses_labels else model.loss(x)
+                    loss = out["loss"]
+                    if not torch.isfinite(loss):
+                        raise TrainingDiverged(
+                            f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); "
+                            f"lower train.lr (now {cfg.lr}) or set train.grad_clip; the last checkpoint is kept"
+                        )
+                    opt = opts["main"]
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if cfg.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
                 step += 1
                 for k, v in out.items():
                     v = v.detach()
@@ -242,11 +298,11 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                     rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
                     rec.update({k: float(v) / count for k, v in sums.items()})
                     if cfg.schedule != "constant":
-                        rec["lr"] = opt.param_groups[0]["lr"]
+                        rec["lr"] = next(iter(opts.values())).param_groups[0]["lr"]
                     rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
                     rec["time"] = round(elapsed + now - t0, 3)
                     writer.write(rec)
-                    last_loss = rec["loss"]
+                    last_loss = rec.get("loss", float("nan"))
                     if bar is not None:
                         bar.set_postfix(loss=f"{last_loss:.4g}", ex_s=f"{rec['examples_per_s']:.0f}", refresh=False)
                     sums, count, t_log = {}, 0, now
