@@ -327,7 +327,7 @@ def cmd_train(a) -> int:
                 steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                 data_root=a.data_root, progress=not a.quiet and sys.stderr.isatty())
     ev = json.loads((run.path / "eval.json").read_text())
-    keys = [k for k in ("loss", "accuracy", "nelbo", "kl", "mse", "bce", "psnr", "ssim", "hole_psnr") if k in ev]
+    keys = [k for k in ("loss", "accuracy", "nelbo", "kl", "mse", "bce", "psnr", "ssim", "hole_psnr", "modes", "high_quality", "reverse_kl") if k in ev]
     print("test: " + ", ".join(f"{k}={ev[k]:.4g}" for k in keys) + f"  ({ev['train_seconds']:.1f} s training)", file=sys.stderr)
     print(run.path)
     return 0

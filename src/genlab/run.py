@@ -123,7 +123,8 @@ class Run:
         """The family's metrics: reconstruction errors (and nelbo, kl, nll_iwae for VAEs); for
         generative models on a data set with a shipped classifier (mnist: mnist-cnn,
         fashion-mnist: fashion-cnn) also FID, KID, IS and mode coverage of ``sample_n`` samples
-        against the split."""
+        against the split; on the toy mixtures (ring8, grid25) modes captured, share of
+        high-quality samples and reverse KL of 2500 samples (the PacGAN protocol)."""
         from .evaluate import evaluate
 
         out = evaluate(self.model, self.data(root), split, iwae_k=iwae_k, **kw)
@@ -137,11 +138,30 @@ class Run:
             out.update({k: r[k] for k in ("fid", "kid_mean", "kid_std", "is_mean", "is_std", "modes_hit",
                                           "high_quality", "kl_to_uniform", "extractor")})
             out["n_samples"] = r["n_fake"]
+        if sample_metrics:
+            out.update(mixture_metrics(self.model, name, min(sample_n, 2500), seed=kw.get("seed", 0)))
         return out
 
     def sample(self, n: int = 64, seed: int = 0) -> torch.Tensor:
         g = torch.Generator().manual_seed(seed)
         return self.model.sample(n, generator=g)
+
+
+def mixture_metrics(model, data_name: str, n: int = 2500, seed: int = 0) -> dict:
+    """For a generative model trained on a toy mixture (ring8, grid25): modes captured, share of
+    high-quality samples and reverse KL of ``n`` samples, the PacGAN protocol (2500 samples,
+    high quality within 3 std of the nearest mean). Empty for other models and data."""
+    from .data.toy import MIXTURES
+
+    if not getattr(model, "generative", False) or data_name not in MIXTURES:
+        return {}
+    from .metrics.modes import mixture_mode_coverage
+
+    mix = MIXTURES[data_name]
+    x = model.sample(n, generator=torch.Generator().manual_seed(seed)).reshape(n, -1)
+    r = mixture_mode_coverage(x, mix.means, mix.std)
+    return {"modes": r["modes"], "num_modes": r["num_modes"], "high_quality": r["high_quality"],
+            "reverse_kl": r["reverse_kl"], "n_samples": n}
 
 
 def build_model(name: str, model_config: dict, shape, value_range, where: str = "model"):
@@ -299,6 +319,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         from .evaluate import evaluate
 
         res = evaluate(m, ds, "test")
+        res.update(mixture_metrics(m, data_cfg.name))
         res["train_seconds"] = round(summary["seconds"], 3)
         res["steps"] = summary["steps"]
         atomic_write_json(run_dir / "eval.json", res)

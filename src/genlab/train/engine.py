@@ -247,6 +247,7 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
     model.train()
     t0 = time.perf_counter()
     sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}  # per key: a GAN logs g_loss only on generator steps
     count, t_log = 0, time.perf_counter()
     last_loss = float("nan")
     try:
@@ -292,11 +293,12 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 for k, v in out.items():
                     v = v.detach()
                     sums[k] = sums[k] + v if k in sums else v
+                    counts[k] = counts.get(k, 0) + 1
                 count += 1
                 if step % cfg.log_every == 0 or step == total or b == per_epoch - 1:
                     now = time.perf_counter()
                     rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
-                    rec.update({k: float(v) / count for k, v in sums.items()})
+                    rec.update({k: float(v) / counts[k] for k, v in sums.items()})
                     if cfg.schedule != "constant":
                         rec["lr"] = next(iter(opts.values())).param_groups[0]["lr"]
                     rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
@@ -305,7 +307,7 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                     last_loss = rec.get("loss", float("nan"))
                     if bar is not None:
                         bar.set_postfix(loss=f"{last_loss:.4g}", ex_s=f"{rec['examples_per_s']:.0f}", refresh=False)
-                    sums, count, t_log = {}, 0, now
+                    sums, counts, count, t_log = {}, {}, 0, now
                 if bar is not None:
                     bar.update(1)
                 if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end:

@@ -1,0 +1,255 @@
+"""``gan``: the MLP GAN of Goodfellow et al. (2014), with every option of the lectures.
+
+The game: D learns to tell real from generated samples, G learns to fool D. One engine step
+takes one batch of real data and makes one discriminator update; every ``d_steps``-th step also
+makes one generator update (Goodfellow's algorithm with k = ``d_steps``: k discriminator steps,
+each on a fresh minibatch, per generator step).
+
+Losses, with D's output a logit ``a`` (D(x) = sigmoid(a)):
+
+- ``d_loss=bce``: -log D(x) - log(1 - D(G(z))) = softplus(-a_real) + softplus(a_fake);
+  ``hinge``: relu(1 - a_real) + relu(1 + a_fake); ``wasserstein``: a_fake - a_real (a critic;
+  pair it with ``gp`` > 0, the gradient penalty of WGAN-GP, or with spectral norm).
+- ``g_loss`` (with bce): ``minimax`` minimises log(1 - D(G(z))) = -softplus(a_fake), the
+  original saturating game whose gradient -sigmoid(a_fake) vanishes when D rejects the
+  samples; ``nonsaturating`` minimises -log D(G(z)) = softplus(-a_fake); ``ml`` minimises
+  -exp(a_fake) / 2, Goodfellow's (2014b) maximum-likelihood cost (its expected gradient is that
+  of KL(p_data || p_G) when D is optimal). With hinge or wasserstein the generator minimises
+  -a_fake.
+
+Remedies against collapse: ``pack`` (PacGAN: D judges ``pack`` samples at once), ``mbstd``
+(the standard deviation over the batch as an extra D input), ``spectral_norm`` on D, and an
+exponential moving average of G's weights for sampling (``ema``).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...config import choice, field
+from ...errors import ConfigError
+from ...nn.blocks import activation
+from ...registry import register_model
+from ..base import GenModel
+
+
+class Maxout(nn.Module):
+    """A linear layer to ``out * pieces`` units and the maximum over each unit's pieces."""
+
+    def __init__(self, n_in: int, n_out: int, pieces: int):
+        super().__init__()
+        self.lin, self.n_out, self.pieces = nn.Linear(n_in, n_out * pieces), n_out, pieces
+
+    def forward(self, x):
+        return self.lin(x).view(x.shape[0], self.n_out, self.pieces).amax(-1)
+
+
+@dataclass
+class GANConfig:
+    latent: int = field(0, "size of z (0: 2 for 2-D data, as in PacGAN, else 100)")
+    g_hidden: list[int] = field([400, 400, 400, 400], "generator hidden layers (ReLU, BatchNorm)")
+    g_batchnorm: bool = field(True, "BatchNorm in the generator's hidden layers")
+    d_hidden: list[int] = field([200, 200, 200], "discriminator hidden layers")
+    d_maxout: int = field(5, "maxout pieces per discriminator unit (0 or 1: LeakyReLU 0.2 instead)")
+    g_loss: str = choice("nonsaturating", ("nonsaturating", "minimax", "ml"), "generator loss (bce only): nonsaturating -log D(G(z)), minimax log(1 - D(G(z))), ml -exp(logit)/2")
+    d_loss: str = choice("bce", ("bce", "hinge", "wasserstein"), "discriminator loss")
+    d_steps: int = field(1, "discriminator updates per generator update (Goodfellow's k)")
+    g_lr: float = field(0.0, "generator learning rate (0: train.lr)")
+    d_lr: float = field(0.0, "discriminator learning rate (0: train.lr)")
+    beta1: float = field(0.8, "Adam beta1 of both optimizers (PacGAN: 0.8; DCGAN: 0.5)")
+    beta2: float = field(0.999, "Adam beta2 of both optimizers")
+    pack: int = field(1, "PacGAN packing: D sees this many samples at once (1: off)")
+    mbstd: bool = field(False, "append the batch's mean feature standard deviation to D's input")
+    spectral_norm: bool = field(False, "spectral normalisation of D's layers")
+    gp: float = field(0.0, "gradient-penalty weight (WGAN-GP: 10 with d_loss=wasserstein); 0: off")
+    ema: float = field(0.0, "decay of an exponential moving average of G's weights used for sampling (e.g. 0.999; 0: off)")
+
+    def validate(self) -> None:
+        if self.latent < 0:
+            raise ConfigError(f"latent: expected 0 (automatic) or a positive size, got {self.latent}")
+        if any(h < 1 for h in self.g_hidden + self.d_hidden):
+            raise ConfigError("g_hidden: layer sizes must be positive")
+        if self.d_loss != "bce" and self.g_loss != "nonsaturating":
+            raise ConfigError(f"g_loss: {self.g_loss} is a loss for d_loss=bce; with {self.d_loss} the generator minimises -D(G(z))")
+        for name in ("d_steps", "pack"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if self.d_maxout < 0:
+            raise ConfigError(f"d_maxout: expected 0 or a number of pieces, got {self.d_maxout}")
+        for name in ("g_lr", "d_lr", "gp"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: expected a non-negative value, got {getattr(self, name)}")
+        for name in ("beta1", "beta2", "ema"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}: expected a value in [0, 1), got {getattr(self, name)}")
+
+
+# ------------------------------------------------------------------------------ losses
+def d_loss_fn(kind: str, a_real: torch.Tensor, a_fake: torch.Tensor) -> torch.Tensor:
+    if kind == "bce":
+        return F.softplus(-a_real).mean() + F.softplus(a_fake).mean()
+    if kind == "hinge":
+        return F.relu(1 - a_real).mean() + F.relu(1 + a_fake).mean()
+    return a_fake.mean() - a_real.mean()
+
+
+def g_loss_fn(kind: str, d_kind: str, a_fake: torch.Tensor) -> torch.Tensor:
+    if d_kind != "bce":
+        return -a_fake.mean()
+    if kind == "minimax":
+        return -F.softplus(a_fake).mean()  # log(1 - sigmoid(a))
+    if kind == "ml":
+        return -0.5 * torch.exp(a_fake).mean()
+    return F.softplus(-a_fake).mean()  # -log sigmoid(a)
+
+
+def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP: E[(||grad_x critic(x_hat)|| - 1)^2] on random interpolates x_hat."""
+    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    xh = (eps * real + (1 - eps) * fake).requires_grad_(True)
+    g, = torch.autograd.grad(critic(xh).sum(), xh, create_graph=True)
+    return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+class _Discriminator(nn.Module):
+    def __init__(self, dim: int, c: GANConfig):
+        super().__init__()
+        self.pack, self.mbstd = c.pack, c.mbstd
+        n_in = dim * c.pack + (1 if c.mbstd else 0)
+        layers: list[nn.Module] = []
+        for h in c.d_hidden:
+            if c.d_maxout > 1:
+                layers.append(Maxout(n_in, h, c.d_maxout))
+            else:
+                layers += [nn.Linear(n_in, h), nn.LeakyReLU(0.2)]
+            n_in = h
+        layers.append(nn.Linear(n_in, 1))
+        if c.spectral_norm:
+            for m in list(layers):
+                lin = m.lin if isinstance(m, Maxout) else m
+                if isinstance(lin, nn.Linear):
+                    nn.utils.parametrizations.spectral_norm(lin)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One logit per group of ``pack`` consecutive samples (a short remainder is dropped)."""
+        x = x.flatten(1)
+        n = (x.shape[0] // self.pack) * self.pack
+        x = x[:n].reshape(n // self.pack, -1)
+        if self.mbstd:
+            s = x.std(0, unbiased=False).mean() if x.shape[0] > 1 else x.new_zeros(())
+            x = torch.cat([x, s.expand(x.shape[0], 1)], 1)
+        return self.net(x).flatten()
+
+
+@register_model("gan", "MLP GAN (Goodfellow 2014): g_loss minimax|nonsaturating|ml, d_loss bce|hinge|wasserstein, d_steps, pack, gp, ema")
+class GAN(GenModel):
+    Config = GANConfig
+    name = "gan"
+    generative = True
+
+    def __init__(self, config: GANConfig, shape, value_range=(0.0, 1.0)):
+        super().__init__(config, shape, value_range)
+        c = config
+        self.latent = c.latent or (2 if self.dim == 2 else 100)
+        layers: list[nn.Module] = []
+        n_in = self.latent
+        for h in c.g_hidden:
+            layers += [nn.Linear(n_in, h)] + ([nn.BatchNorm1d(h)] if c.g_batchnorm else []) + [activation("relu")]
+            n_in = h
+        layers.append(nn.Linear(n_in, self.dim))
+        self.generator = nn.Sequential(*layers)
+        self.discriminator = _Discriminator(self.dim, c)
+        self.g_ema = None
+        if c.ema:
+            self.g_ema = copy.deepcopy(self.generator)
+            for p in self.g_ema.parameters():
+                p.requires_grad_(False)
+
+    # --- generation ------------------------------------------------------------------------
+    def _out(self, raw: torch.Tensor) -> torch.Tensor:
+        x = raw.view(-1, *self.shape)
+        return torch.sigmoid(x) if self.unit_range and self.dim > 2 else x
+
+    def generate(self, z: torch.Tensor, ema: bool = False) -> torch.Tensor:
+        g = self.g_ema if (ema and self.g_ema is not None) else self.generator
+        return self._out(g(z))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        was = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent, generator=generator).to(device)
+        x = self.generate(z, ema=True)
+        self.train(was)
+        return x
+
+    def reconstruct(self, x):  # a GAN has no encoder; evaluation shows samples instead
+        return self.sample(x.shape[0])
+
+    # --- training --------------------------------------------------------------------------
+    def make_optimizers(self, cfg) -> dict:
+        from ...train.engine import make_optimizer
+
+        c = self.config
+        betas = (c.beta1, c.beta2)
+        return {"d": make_optimizer(self.discriminator, cfg, lr=c.d_lr or cfg.lr, betas=betas),
+                "g": make_optimizer(self.generator, cfg, lr=c.g_lr or cfg.lr, betas=betas)}
+
+    def loss(self, x):
+        raise ConfigError("gan: trained by its own train_step (two optimizers); use genlab.train")
+
+    def train_step(self, x: torch.Tensor, y, update, step: int, total: int) -> dict:
+        c = self.config
+        n = x.shape[0]
+        device = x.device
+        logs: dict[str, torch.Tensor] = {}
+        # discriminator
+        with torch.no_grad():
+            fake = self.generate(torch.randn(n, self.latent, device=device))
+        a_real, a_fake = self.discriminator(x), self.discriminator(fake)
+        ld = d_loss_fn(c.d_loss, a_real, a_fake)
+        if c.gp:
+            gp = gradient_penalty(self.discriminator, x[: (n // c.pack) * c.pack], fake[: (n // c.pack) * c.pack])
+            ld = ld + c.gp * gp
+            logs["gp"] = gp.detach()
+        update("d", ld)
+        logs["d_loss"] = ld.detach()
+        if c.d_loss == "bce":
+            logs["d_real"] = torch.sigmoid(a_real).mean().detach()  # mean D(x)
+            logs["d_fake"] = torch.sigmoid(a_fake).mean().detach()  # mean D(G(z))
+        else:
+            logs["d_real"], logs["d_fake"] = a_real.mean().detach(), a_fake.mean().detach()
+        logs["d_acc"] = 0.5 * ((a_real > 0).float().mean() + (a_fake < 0).float().mean()).detach()
+        # generator, every d_steps-th step
+        if (step + 1) % c.d_steps == 0:
+            for p in self.discriminator.parameters():
+                p.requires_grad_(False)
+            a = self.discriminator(self.generate(torch.randn(n, self.latent, device=device)))
+            lg = g_loss_fn(c.g_loss, c.d_loss, a)
+            update("g", lg)
+            for p in self.discriminator.parameters():
+                p.requires_grad_(True)
+            logs["g_loss"] = lg.detach()
+            if self.g_ema is not None:
+                with torch.no_grad():
+                    for pe, p in zip(self.g_ema.parameters(), self.generator.parameters()):
+                        pe.lerp_(p, 1 - c.ema)
+                    for be, b in zip(self.g_ema.buffers(), self.generator.buffers()):
+                        be.copy_(b)
+        return logs
+
+    @torch.no_grad()
+    def eval_batch(self, x):
+        """D's view of the real test data: d_real = D(x) per example (a probability for bce);
+        nothing when D judges packs or batch statistics rather than single examples. The
+        sample-quality metrics come from ``Run.evaluate``."""
+        if self.config.pack != 1 or self.config.mbstd:
+            return {}
+        a = self.discriminator(x)
+        return {"d_real": torch.sigmoid(a) if self.config.d_loss == "bce" else a}

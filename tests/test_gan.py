@@ -1,0 +1,117 @@
+"""The MLP GAN: its losses against their formulas, Goodfellow's k-step schedule, packing, the
+gradient penalty, the generator EMA, and an exact resume with two optimizers."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import genlab
+from genlab.errors import ConfigError
+from genlab.models.gans.gan import d_loss_fn, g_loss_fn, gradient_penalty
+from genlab.train.engine import TrainConfig, Updater
+
+SMALL = {"g_hidden": [32, 32], "d_hidden": [32, 32], "d_maxout": 3}
+
+
+def test_losses_equal_their_formulas():
+    a_r, a_f = torch.tensor([2.0, -1.0, 0.3]), torch.tensor([-0.5, 1.5, 0.0])
+    s = torch.sigmoid
+    torch.testing.assert_close(d_loss_fn("bce", a_r, a_f), -(s(a_r).log().mean() + (1 - s(a_f)).log().mean()))
+    torch.testing.assert_close(d_loss_fn("hinge", a_r, a_f), torch.relu(1 - a_r).mean() + torch.relu(1 + a_f).mean())
+    torch.testing.assert_close(d_loss_fn("wasserstein", a_r, a_f), a_f.mean() - a_r.mean())
+    torch.testing.assert_close(g_loss_fn("minimax", "bce", a_f), (1 - s(a_f)).log().mean())
+    torch.testing.assert_close(g_loss_fn("nonsaturating", "bce", a_f), -s(a_f).log().mean())
+    torch.testing.assert_close(g_loss_fn("ml", "bce", a_f), -0.5 * (s(a_f) / (1 - s(a_f))).mean())  # exp(logit) = D/(1-D)
+    torch.testing.assert_close(g_loss_fn("nonsaturating", "hinge", a_f), -a_f.mean())
+
+
+def test_the_minimax_loss_saturates_and_the_others_do_not():
+    """When D rejects a sample (D(G(z)) = sigmoid(-8)), d loss / d logit is -sigmoid(a) ~ -3e-4
+    for minimax, -(1 - sigmoid(a)) ~ -1 for the non-saturating loss (Goodfellow 2014, sec. 3)."""
+    grads = {}
+    for kind in ("minimax", "nonsaturating", "ml"):
+        a = torch.tensor([-8.0], requires_grad=True)
+        g_loss_fn(kind, "bce", a).backward()
+        grads[kind] = a.grad.item()
+    assert grads["minimax"] == pytest.approx(-torch.sigmoid(torch.tensor(-8.0)).item(), rel=1e-5)
+    assert grads["nonsaturating"] == pytest.approx(-(1 - torch.sigmoid(torch.tensor(-8.0)).item()), rel=1e-5)
+    assert grads["ml"] == pytest.approx(-0.5 * math.exp(-8.0), rel=1e-5)
+    assert abs(grads["nonsaturating"]) > 1000 * abs(grads["minimax"])
+
+
+def test_gradient_penalty_of_a_linear_critic_is_closed_form():
+    w = torch.tensor([3.0, 4.0])  # ||w|| = 5: penalty (5 - 1)^2 = 16 at every point
+    assert gradient_penalty(lambda x: x @ w, torch.randn(7, 2), torch.randn(7, 2)).item() == pytest.approx(16.0)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return genlab.create_model("gan", shape=(2,), value_range=(-1.0, 1.0), **{**SMALL, **kw})
+
+
+def _snap(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _same(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_k_discriminator_steps_per_generator_step():
+    m = _model(d_steps=3)
+    upd = Updater(m.make_optimizers(TrainConfig(lr=1e-3)), TrainConfig())
+    x = torch.randn(16, 2)
+    for step in range(6):
+        g0, d0 = _snap(m.generator), _snap(m.discriminator)
+        logs = m.train_step(x, None, upd, step, 6)
+        assert not _same(d0, _snap(m.discriminator))  # D learns every step
+        g_moved = not _same(g0, _snap(m.generator))
+        assert g_moved == ((step + 1) % 3 == 0) == ("g_loss" in logs)
+
+
+def test_pack_groups_samples_and_drops_the_remainder():
+    m = _model(pack=4)
+    assert m.discriminator(torch.randn(12, 2)).shape == (3,)
+    assert m.discriminator(torch.randn(14, 2)).shape == (3,)
+    assert m.discriminator.net[0].lin.in_features == 8  # four 2-D samples side by side
+
+
+def test_ema_follows_its_formula():
+    m = _model(ema=0.9)
+    upd = Updater(m.make_optimizers(TrainConfig(lr=1e-2)), TrainConfig())
+    old = _snap(m.g_ema)
+    m.train_step(torch.randn(16, 2), None, upd, 0, 1)
+    for e, o, p in zip(m.g_ema.parameters(), old, m.generator.parameters()):
+        torch.testing.assert_close(e, 0.9 * o + 0.1 * p)
+
+
+def test_resume_with_two_optimizers_is_exact(tmp_path):
+    kw = dict(steps=40, batch_size=50, lr=1e-3, set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20})
+    whole = genlab.train("gan", "ring8", out=tmp_path / "whole", **kw)
+    part = genlab.train("gan", "ring8", out=tmp_path / "part", **{**kw, "steps": 20})
+    resumed = genlab.train(out=tmp_path / "part", resume=True, steps=40)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert part is not None
+
+
+def test_train_reports_mode_coverage_on_ring8(tmp_path):
+    run = genlab.train("gan", "ring8", out=tmp_path / "r", steps=30, batch_size=50, set={**SMALL, "data.limit": 1000})
+    ev = run.evaluate("test")
+    assert ev["num_modes"] == 8 and 0 <= ev["modes"] <= 8 and 0.0 <= ev["high_quality"] <= 1.0
+    assert 0.0 <= ev["reverse_kl"] <= math.log(8) + 1e-12
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"g_loss": "minimax", "d_loss": "hinge"}, "g_loss"),
+    ({"d_steps": 0}, "d_steps"),
+    ({"pack": 0}, "pack"),
+    ({"ema": 1.0}, "ema"),
+    ({"gp": -1.0}, "gp"),
+    ({"beta1": 1.5}, "beta1"),
+])
+def test_bad_configs_name_the_field(kw, field):
+    with pytest.raises(ConfigError, match=f"^model gan.{field}:"):
+        genlab.create_model("gan", shape=(2,), **kw)
