@@ -39,8 +39,11 @@ def benchmarks_dir() -> Path:
 
 
 def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"genlab_benchmarks.{path.stem}", path)
+    # registered under its file name (the benchmarks folder is on sys.path), so that functions
+    # of a benchmark can be sent to worker processes
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = mod
     spec.loader.exec_module(mod)  # type: ignore[union-attr]
     return mod
 
