@@ -14,22 +14,7 @@ from genlab import uses
 from genlab.cli import main
 from genlab.data import DataConfig, load_data
 from genlab.errors import ConfigError, DataError
-
-
-def run_cli(capsys, *argv):
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *needles):
-    assert rc == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "error" in lines[0]
-    for n in needles:
-        assert str(n) in lines[0], (n, lines[0])
+from test_cli import assert_one_line_error, run_cli  # noqa: E402  (the CLI tests' helpers)
 
 
 def digits_test_x():

@@ -116,10 +116,6 @@ def _as_float64(a, name: str) -> np.ndarray:
 
 
 def _positive(v, name: str) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        f = float("nan")
-    if not (math.isfinite(f) and f > 0):
-        raise GenlabError(f"mixture mode coverage: {name} must be a finite number > 0, got {v!r}")
-    return f
+    from .core import _positive_float
+
+    return _positive_float(v, f"mixture mode coverage: {name}")
