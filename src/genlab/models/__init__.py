@@ -1,4 +1,4 @@
 """Model families. Importing this package registers every model."""
 from .base import GenModel, create_model, model_config_class  # noqa: F401
 from .autoencoders import ae, classic, context, stacked, vae  # noqa: F401
-from .gans import gan  # noqa: F401
+from .gans import dcgan, gan  # noqa: F401

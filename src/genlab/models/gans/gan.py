@@ -49,12 +49,10 @@ class Maxout(nn.Module):
 
 
 @dataclass
-class GANConfig:
-    latent: int = field(0, "size of z (0: 2 for 2-D data, as in PacGAN, else 100)")
-    g_hidden: list[int] = field([400, 400, 400, 400], "generator hidden layers (ReLU, BatchNorm)")
-    g_batchnorm: bool = field(True, "BatchNorm in the generator's hidden layers")
-    d_hidden: list[int] = field([200, 200, 200], "discriminator hidden layers")
-    d_maxout: int = field(5, "maxout pieces per discriminator unit (0 or 1: LeakyReLU 0.2 instead)")
+class GameConfig:
+    """The options of the adversarial game that every GAN of genlab shares (``gan``, ``dcgan``
+    and their conditional variants); each model adds the fields of its two networks."""
+
     g_loss: str = choice("nonsaturating", ("nonsaturating", "minimax", "ml"), "generator loss (bce only): nonsaturating -log D(G(z)), minimax log(1 - D(G(z))), ml -exp(logit)/2")
     d_loss: str = choice("bce", ("bce", "hinge", "wasserstein"), "discriminator loss")
     d_steps: int = field(1, "discriminator updates per generator update (Goodfellow's k)")
@@ -69,23 +67,43 @@ class GANConfig:
     ema: float = field(0.0, "decay of an exponential moving average of G's weights used for sampling (e.g. 0.999; 0: off)")
 
     def validate(self) -> None:
-        if self.latent < 0:
-            raise ConfigError(f"latent: expected 0 (automatic) or a positive size, got {self.latent}")
-        if any(h < 1 for h in self.g_hidden + self.d_hidden):
-            raise ConfigError("g_hidden: layer sizes must be positive")
         if self.d_loss != "bce" and self.g_loss != "nonsaturating":
             raise ConfigError(f"g_loss: {self.g_loss} is a loss for d_loss=bce; with {self.d_loss} the generator minimises -D(G(z))")
         for name in ("d_steps", "pack"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        if self.d_maxout < 0:
-            raise ConfigError(f"d_maxout: expected 0 or a number of pieces, got {self.d_maxout}")
         for name in ("g_lr", "d_lr", "gp"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected a non-negative value, got {getattr(self, name)}")
         for name in ("beta1", "beta2", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}: expected a value in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass
+class MLPNetsConfig:
+    """The two MLPs of ``gan`` (and ``cgan``)."""
+
+    latent: int = field(0, "size of z (0: 2 for 2-D data, as in PacGAN, else 100)")
+    g_hidden: list[int] = field([400, 400, 400, 400], "generator hidden layers (ReLU, BatchNorm)")
+    g_batchnorm: bool = field(True, "BatchNorm in the generator's hidden layers")
+    d_hidden: list[int] = field([200, 200, 200], "discriminator hidden layers")
+    d_maxout: int = field(5, "maxout pieces per discriminator unit (0 or 1: LeakyReLU 0.2 instead)")
+
+    def validate(self) -> None:
+        if self.latent < 0:
+            raise ConfigError(f"latent: expected 0 (automatic) or a positive size, got {self.latent}")
+        if any(h < 1 for h in self.g_hidden + self.d_hidden):
+            raise ConfigError("g_hidden: layer sizes must be positive")
+        if self.d_maxout < 0:
+            raise ConfigError(f"d_maxout: expected 0 or a number of pieces, got {self.d_maxout}")
+
+
+@dataclass
+class GANConfig(GameConfig, MLPNetsConfig):  # fields: the networks' first, then the game's
+    def validate(self) -> None:
+        MLPNetsConfig.validate(self)
+        GameConfig.validate(self)
 
 
 # ------------------------------------------------------------------------------ losses
@@ -113,6 +131,17 @@ def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Te
     xh = (eps * real + (1 - eps) * fake).requires_grad_(True)
     g, = torch.autograd.grad(critic(xh).sum(), xh, create_graph=True)
     return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def mlp_generator(n_in: int, dim: int, c) -> nn.Sequential:
+    """The MLP generator: ``c.g_hidden`` ReLU layers (with BatchNorm when ``c.g_batchnorm``), then
+    a linear map to ``dim`` outputs (raw: the model maps them to the data's range)."""
+    layers: list[nn.Module] = []
+    for h in c.g_hidden:
+        layers += [nn.Linear(n_in, h)] + ([nn.BatchNorm1d(h)] if c.g_batchnorm else []) + [activation("relu")]
+        n_in = h
+    layers.append(nn.Linear(n_in, dim))
+    return nn.Sequential(*layers)
 
 
 class _Discriminator(nn.Module):
@@ -151,33 +180,45 @@ class GAN(GenModel):
     Config = GANConfig
     name = "gan"
     generative = True
+    uses_labels = False
 
     def __init__(self, config: GANConfig, shape, value_range=(0.0, 1.0)):
         super().__init__(config, shape, value_range)
         c = config
-        self.latent = c.latent or (2 if self.dim == 2 else 100)
-        layers: list[nn.Module] = []
-        n_in = self.latent
-        for h in c.g_hidden:
-            layers += [nn.Linear(n_in, h)] + ([nn.BatchNorm1d(h)] if c.g_batchnorm else []) + [activation("relu")]
-            n_in = h
-        layers.append(nn.Linear(n_in, self.dim))
-        self.generator = nn.Sequential(*layers)
-        self.discriminator = _Discriminator(self.dim, c)
+        self.latent = self.latent_size()
+        self.generator = self.build_generator()
+        self.discriminator = self.build_discriminator()
         self.g_ema = None
         if c.ema:
             self.g_ema = copy.deepcopy(self.generator)
             for p in self.g_ema.parameters():
                 p.requires_grad_(False)
 
+    # --- the two networks: subclasses (dcgan, the conditional models) override these ---------
+    def latent_size(self) -> int:
+        return self.config.latent or (2 if self.dim == 2 else 100)
+
+    def build_generator(self) -> nn.Module:
+        """``G(z)`` (or ``G(z, y)`` for a conditional model): raw outputs, mapped by ``_out``."""
+        return mlp_generator(self.latent, self.dim, self.config)
+
+    def build_discriminator(self) -> nn.Module:
+        """``D(x)`` (or ``D(x, y)``): one logit per example, or per pack of ``pack`` examples."""
+        return _Discriminator(self.dim, self.config)
+
     # --- generation ------------------------------------------------------------------------
     def _out(self, raw: torch.Tensor) -> torch.Tensor:
         x = raw.view(-1, *self.shape)
         return torch.sigmoid(x) if self.unit_range and self.dim > 2 else x
 
-    def generate(self, z: torch.Tensor, ema: bool = False) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, ema: bool = False, y: torch.Tensor | None = None) -> torch.Tensor:
+        """G's samples for noise ``z`` (and labels ``y``, conditional models only)."""
         g = self.g_ema if (ema and self.g_ema is not None) else self.generator
-        return self._out(g(z))
+        return self._out(g(z) if y is None else g(z, y))
+
+    def critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits for ``x`` (and labels ``y``, conditional models only)."""
+        return self.discriminator(x) if y is None else self.discriminator(x, y)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -189,8 +230,12 @@ class GAN(GenModel):
         self.train(was)
         return x
 
-    def reconstruct(self, x):  # a GAN has no encoder; evaluation shows samples instead
-        return self.sample(x.shape[0])
+    def reconstruct(self, x):
+        """A GAN has no encoder; evaluation shows samples instead, drawn without touching the
+        global RNG (the sample grids at the end of a run would otherwise shift the noise of a
+        resumed run and break the exact resume)."""
+        with torch.random.fork_rng(devices=[]):
+            return self.sample(x.shape[0])
 
     # --- training --------------------------------------------------------------------------
     def make_optimizers(self, cfg) -> dict:
@@ -205,17 +250,24 @@ class GAN(GenModel):
         raise ConfigError("gan: trained by its own train_step (two optimizers); use genlab.train")
 
     def train_step(self, x: torch.Tensor, y, update, step: int, total: int) -> dict:
+        """One discriminator update on the batch ``x`` against as many fresh samples, and every
+        ``d_steps``-th step one generator update on fresh noise. A conditional model
+        (``uses_labels``) gets the batch's labels ``y`` and gives its fakes the same labels, so
+        that real and fake batches have one label distribution; an unconditional one ignores ``y``."""
         c = self.config
+        y = y if self.uses_labels else None
         n = x.shape[0]
         device = x.device
         logs: dict[str, torch.Tensor] = {}
         # discriminator
         with torch.no_grad():
-            fake = self.generate(torch.randn(n, self.latent, device=device))
-        a_real, a_fake = self.discriminator(x), self.discriminator(fake)
+            fake = self.generate(torch.randn(n, self.latent, device=device), y=y)
+        a_real, a_fake = self.critic(x, y), self.critic(fake, y)
         ld = d_loss_fn(c.d_loss, a_real, a_fake)
         if c.gp:
-            gp = gradient_penalty(self.discriminator, x[: (n // c.pack) * c.pack], fake[: (n // c.pack) * c.pack])
+            m = (n // c.pack) * c.pack
+            ym = None if y is None else y[:m]
+            gp = gradient_penalty(lambda t: self.critic(t, ym), x[:m], fake[:m])
             ld = ld + c.gp * gp
             logs["gp"] = gp.detach()
         update("d", ld)
@@ -230,7 +282,7 @@ class GAN(GenModel):
         if (step + 1) % c.d_steps == 0:
             for p in self.discriminator.parameters():
                 p.requires_grad_(False)
-            a = self.discriminator(self.generate(torch.randn(n, self.latent, device=device)))
+            a = self.critic(self.generate(torch.randn(n, self.latent, device=device), y=y), y)
             lg = g_loss_fn(c.g_loss, c.d_loss, a)
             update("g", lg)
             for p in self.discriminator.parameters():
@@ -251,5 +303,5 @@ class GAN(GenModel):
         sample-quality metrics come from ``Run.evaluate``."""
         if self.config.pack != 1 or self.config.mbstd:
             return {}
-        a = self.discriminator(x)
+        a = self.critic(x)
         return {"d_real": torch.sigmoid(a) if self.config.d_loss == "bce" else a}
