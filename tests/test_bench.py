@@ -15,7 +15,7 @@ def test_bench_list_names_every_benchmark_the_issue_asks_for(capsys):
     out = capsys.readouterr().out
     for name in ("vae-mnist", "vae-mnist-speed", "vae-iwae-mnist", "setup-times", "metrics-baselines", "fid-speed",
                  "linear-ae-pca", "ksparse-mnist", "contractive-mnist", "denoising-mnist", "ae-838", "context-encoder-fashion",
-                 "ae-classification", "stacked-pretraining-mnist", "gan-mixtures", "dcgan-speed"):
+                 "ae-classification", "stacked-pretraining-mnist", "gan-mixtures", "dcgan-speed", "dcgan-mnist", "gan-losses"):
         assert name in out
     assert all(desc for _, desc in list_benchmarks())
 

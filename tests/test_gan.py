@@ -115,3 +115,17 @@ def test_train_reports_mode_coverage_on_ring8(tmp_path):
 def test_bad_configs_name_the_field(kw, field):
     with pytest.raises(ConfigError, match=f"^model gan.{field}:"):
         genlab.create_model("gan", shape=(2,), **kw)
+
+
+def test_wgan_gp_has_the_papers_defaults_and_trains(tmp_path):
+    import numpy as np
+
+    m = genlab.create_model("wgan-gp", shape=(1, 28, 28), g_width=4, d_width=4)
+    c = m.config
+    assert (c.d_loss, c.gp, c.d_steps, c.d_batchnorm, c.g_lr, c.beta1, c.beta2) == ("wasserstein", 10.0, 5, False, 1e-4, 0.0, 0.9)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in m.discriminator.modules())
+    p = tmp_path / "img.npz"
+    np.savez(p, x=(np.random.default_rng(0).random((64, 28, 28)) * 255).astype(np.uint8))
+    run = genlab.train("wgan-gp", f"npz:{p}", out=tmp_path / "w", steps=10, batch_size=16, set={"g_width": 4, "d_width": 4})
+    logs = [r for r in run.metrics() if r.get("split") == "train"]
+    assert "gp" in logs[-1] and "g_loss" in logs[-1]

@@ -368,3 +368,24 @@ class CGAN(_Conditional, GAN):
 class CDCGAN(_Conditional, DCGAN):
     Config = CDCGANConfig
     name = "cdcgan"
+
+
+@dataclass
+class WGANGPConfig(DCGANConfig):
+    """The defaults of Gulrajani et al. (2017), Algorithm 1: a critic without BatchNorm (the
+    gradient penalty is per example), lambda = 10, n_critic = 5, Adam 1e-4 with betas (0, 0.9)."""
+
+    d_loss: str = choice("wasserstein", ("bce", "hinge", "wasserstein"), "discriminator loss (WGAN-GP: wasserstein, the critic)")
+    gp: float = field(10.0, "gradient-penalty weight lambda (WGAN-GP: 10)")
+    d_steps: int = field(5, "critic updates per generator update, n_critic (WGAN-GP: 5)")
+    d_batchnorm: bool = field(False, "BatchNorm in the critic (off: the gradient penalty is per example)")
+    g_lr: float = field(1e-4, "generator learning rate (WGAN-GP: 1e-4)")
+    d_lr: float = field(1e-4, "critic learning rate (WGAN-GP: 1e-4)")
+    beta1: float = field(0.0, "Adam beta1 (WGAN-GP: 0)")
+    beta2: float = field(0.9, "Adam beta2 (WGAN-GP: 0.9)")
+
+
+@register_model("wgan-gp", "WGAN-GP (Gulrajani et al. 2017): the dcgan networks with a critic, gradient penalty 10, n_critic 5, Adam 1e-4 (0, 0.9)")
+class WGANGP(DCGAN):
+    Config = WGANGPConfig
+    name = "wgan-gp"
