@@ -129,15 +129,9 @@ def test_pack_stacks_images_along_channels_and_mbstd_adds_one():
 
 # ------------------------------------------------------------------------------ training
 def test_k_discriminator_steps_per_generator_step():
-    m = _model(d_steps=3)
-    upd = Updater(m.make_optimizers(TrainConfig(lr=1e-3)), TrainConfig())
-    x = torch.rand(8, 1, 28, 28)
-    for step in range(6):
-        g0, d0 = _snap(m.generator), _snap(m.discriminator)
-        logs = m.train_step(x, None, upd, step, 6)
-        assert not _same(d0, _snap(m.discriminator))  # D learns every step
-        g_moved = not _same(g0, _snap(m.generator))
-        assert g_moved == ((step + 1) % 3 == 0) == ("g_loss" in logs)
+    from test_gan import assert_k_step_pattern
+
+    assert_k_step_pattern(_model(d_steps=3), torch.rand(8, 1, 28, 28), k=3)
 
 
 def test_dcgan_defaults_are_the_papers_optimizer():

@@ -59,16 +59,19 @@ def _same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def test_k_discriminator_steps_per_generator_step():
-    m = _model(d_steps=3)
+def assert_k_step_pattern(m, x, k: int = 3) -> None:
+    """Through the engine's Updater: D changes every step, G exactly every k-th (and logs g_loss then)."""
     upd = Updater(m.make_optimizers(TrainConfig(lr=1e-3)), TrainConfig())
-    x = torch.randn(16, 2)
-    for step in range(6):
+    for step in range(2 * k):
         g0, d0 = _snap(m.generator), _snap(m.discriminator)
-        logs = m.train_step(x, None, upd, step, 6)
+        logs = m.train_step(x, None, upd, step, 2 * k)
         assert not _same(d0, _snap(m.discriminator))  # D learns every step
         g_moved = not _same(g0, _snap(m.generator))
-        assert g_moved == ((step + 1) % 3 == 0) == ("g_loss" in logs)
+        assert g_moved == ((step + 1) % k == 0) == ("g_loss" in logs)
+
+
+def test_k_discriminator_steps_per_generator_step():
+    assert_k_step_pattern(_model(d_steps=3), torch.randn(16, 2), k=3)
 
 
 def test_pack_groups_samples_and_drops_the_remainder():
