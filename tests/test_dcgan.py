@@ -31,14 +31,6 @@ def _model(name="dcgan", shape=(1, 28, 28), value_range=(0.0, 1.0), **kw):
     return create_model(name, shape=shape, value_range=value_range, **{**(TINY if name != "cgan" else {}), **kw})
 
 
-def _snap(module):
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def _same(a, b):
-    return all(torch.equal(x, y) for x, y in zip(a, b))
-
-
 # ------------------------------------------------------------------------------ geometry
 @pytest.mark.parametrize("upsample", ["transposed", "pixelshuffle", "resize"])
 @pytest.mark.parametrize("channels", [1, 3])
