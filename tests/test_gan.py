@@ -2,6 +2,7 @@
 gradient penalty, the generator EMA, and an exact resume with two optimizers."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -132,3 +133,37 @@ def test_wgan_gp_has_the_papers_defaults_and_trains(tmp_path):
     run = genlab.train("wgan-gp", f"npz:{p}", out=tmp_path / "w", steps=10, batch_size=16, set={"g_width": 4, "d_width": 4})
     logs = [r for r in run.metrics() if r.get("split") == "train"]
     assert "gp" in logs[-1] and "g_loss" in logs[-1]
+
+
+def test_quality_checks_keep_the_best_weights_and_leave_the_resume_exact(tmp_path):
+    from genlab.train.checkpoint import load_weights
+
+    kw = dict(steps=40, batch_size=50, lr=1e-3,
+              set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20, "train.quality_every": 10})
+    whole = genlab.train("gan", "ring8", out=tmp_path / "whole", **kw)
+    q = [r for r in whole.metrics() if r.get("split") == "quality"]
+    assert [r["step"] for r in q] == [10, 20, 30, 40]
+    best = json.loads((tmp_path / "whole" / "best.json").read_text())
+    assert best["score"] == min(r["score"] for r in q) and best["metric"] == "reverse_kl"
+    assert best["step"] == min(q, key=lambda r: r["score"])["step"]
+    m = genlab.create_model("gan", shape=(2,), **SMALL)
+    assert load_weights(tmp_path / "whole" / "best.safetensors", m) == best["step"]
+    genlab.train("gan", "ring8", out=tmp_path / "part", **{**kw, "steps": 20})
+    resumed = genlab.train(out=tmp_path / "part", resume=True, steps=40)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)  # the checks sample under a forked RNG
+
+
+def test_a_collapse_is_logged_as_a_warning(tmp_path, capsys):
+    from genlab.data import DataConfig, load_data
+    from genlab.train.engine import fit
+
+    m = genlab.create_model("gan", shape=(2,), **SMALL)
+    ds = load_data(DataConfig(name="ring8", limit=200))
+    scores = iter([3.0, 1.0, 2.0])
+    fit(m, ds, TrainConfig(steps=6, batch_size=50, quality_every=2), tmp_path, progress=False,
+        quality=lambda model: {"score": next(scores), "collapse": "1 of 8 modes"})
+    recs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if r["split"] == "warning"] == [2, 4, 6]
+    assert "diversity collapsed (1 of 8 modes)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "best.json").read_text())["step"] == 4

@@ -164,6 +164,44 @@ def mixture_metrics(model, data_name: str, n: int = 2500, seed: int = 0) -> dict
             "reverse_kl": r["reverse_kl"], "n_samples": n}
 
 
+def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
+    """The periodic sample-quality check of a generative run, or None where genlab has none:
+    mode coverage on ring8/grid25 (score: reverse KL; collapse: fewer than half the modes) and,
+    on mnist/fashion-mnist, FID of ``n`` samples against ``n`` test images with the shipped
+    classifier (score: FID; collapse: half the classes or fewer predicted)."""
+    from .data.toy import MIXTURES
+
+    if not getattr(model, "generative", False):
+        return None
+    if data_name in MIXTURES:
+        def probe(m):
+            r = mixture_metrics(m, data_name, 2500)
+            return {**r, "score": r["reverse_kl"], "score_name": "reverse_kl",
+                    "collapse": (f"{r['modes']} of {r['num_modes']} modes" if r["modes"] < r["num_modes"] / 2 else None)}
+        return probe
+    if data_name in SAMPLE_EXTRACTORS and tuple(data.value_range) == (0.0, 1.0):
+        from .metrics import core
+        from .metrics.api import featurise
+        from .metrics.extractors import get_extractor
+        from .metrics.modes import mode_coverage
+
+        ext = get_extractor(SAMPLE_EXTRACTORS[data_name])
+        real = data.eval_inputs("test")[0][:n].cpu()
+        fr, _ = featurise(real, ext, logits=False)
+
+        def probe(m):
+            x = m.sample(n, generator=torch.Generator().manual_seed(0)).cpu()
+            ff, lf = featurise(x, ext, logits=True, use_cache=False)
+            modes = mode_coverage(lf)
+            k = lf.shape[1]
+            fid = core.frechet_distance(fr, ff)
+            return {"fid": fid, "modes_hit": modes["modes_hit"],
+                    "kl_to_uniform": modes["kl_to_uniform"], "score": fid, "score_name": "fid",
+                    "collapse": (f"{modes['modes_hit']} of {k} classes" if modes["modes_hit"] <= k / 2 else None)}
+        return probe
+    return None
+
+
 def build_model(name: str, model_config: dict, shape, value_range, where: str = "model"):
     cls_cfg = from_dict(model_config_class(name), model_config, where=where)
     from .registry import MODELS
@@ -314,7 +352,8 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
 
     ds = ds.to(resolve_device(train_cfg.device))  # once: fit and the final evaluation share it
     summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
-                  on_epoch_end=write_progress_grids(run_dir, ds))
+                  on_epoch_end=write_progress_grids(run_dir, ds),
+                  quality=quality_probe(m, ds, data_cfg.name) if train_cfg.quality_every else None)
     if evaluate_at_end:
         from .evaluate import evaluate
 

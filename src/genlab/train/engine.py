@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,15 @@ class TrainConfig:
     checkpoint_every: int = field(1000, "steps between checkpoints (0: only at the end); one is always written at the end")
     sample_every: int = field(0, "steps between sample/reconstruction grids (0: at the end of each epoch)")
     threads: int = field(0, "CPU threads for torch (0: torch's default)")
+    quality_every: int = field(0, "steps between sample-quality checks of generative models (FID with the shipped extractor on mnist/fashion-mnist, mode coverage on ring8/grid25; 0: off); the best-scoring weights are kept in best.safetensors")
 
     def validate(self) -> None:
         if self.epochs < 0 or self.steps < 0:
             raise ConfigError("epochs: epochs and steps must be non-negative")
         if self.epochs and self.steps:
             raise ConfigError(f"steps: give epochs ({self.epochs}) or steps ({self.steps}), not both")
+        if self.quality_every < 0:
+            raise ConfigError(f"quality_every: expected 0 (off) or a number of steps, got {self.quality_every}")
         for name in ("batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
@@ -187,10 +191,16 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 
 
 def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False,
-        progress: bool = True, on_epoch_end=None) -> dict:
+        progress: bool = True, on_epoch_end=None, quality=None) -> dict:
     """Train ``model`` on ``data.train``. Returns a summary dict (steps, epochs, seconds).
 
-    ``on_epoch_end(model, epoch, step)`` is called after each epoch (the run's sample grids)."""
+    ``on_epoch_end(model, epoch, step)`` is called after each epoch (the run's sample grids).
+    ``quality(model) -> dict`` is called every ``cfg.quality_every`` steps and at the end, under
+    a forked RNG (so training's random stream, and an exact resume, are untouched); its dict
+    has a ``score`` (lower is better) and may set ``collapse``. Each result is logged as a
+    ``quality`` line; the weights with the best score so far are kept in ``best.safetensors``
+    (``best.json`` names their step and score), and a collapse is logged as a ``warning`` line
+    and printed."""
     from ..evaluate import evaluate
 
     run_dir = Path(run_dir)
@@ -228,6 +238,26 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
         step, elapsed = state["step"], state.get("elapsed", 0.0)
         truncate_metrics(run_dir, step)
     writer = _Writer(run_dir)
+    best_path = run_dir / "best.json"
+    best = json.loads(best_path.read_text()) if (resume and best_path.is_file()) else None
+
+    def check_quality(step: int) -> None:
+        nonlocal best
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            vals = quality(model)
+        model.train()
+        rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "quality",
+               **{k: v for k, v in vals.items() if k != "collapse"}}
+        writer.write(rec)
+        if vals.get("collapse"):
+            msg = f"step {step}: diversity collapsed ({vals['collapse']})"
+            writer.write({"step": step, "split": "warning", "warning": msg})
+            print(f"genlab: warning: {msg}", file=sys.stderr)
+        if best is None or vals["score"] < best["score"]:
+            best = {"step": step, "score": float(vals["score"]), "metric": vals.get("score_name", "score")}
+            ckpt.save_weights(run_dir / "best.safetensors", model, step)
+            atomic_write_text(best_path, json.dumps(best) + "\n")
 
     def save(step: int) -> None:
         ckpt.save_checkpoint(run_dir, model, {
@@ -313,6 +343,8 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end:
                     on_epoch_end(model, epoch, step)
                     model.train()
+                if quality is not None and cfg.quality_every and step % cfg.quality_every == 0 and step < total:
+                    check_quality(step)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
                     save(step)
                 if step >= total:
@@ -328,6 +360,8 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 if on_epoch_end and not cfg.sample_every:
                     on_epoch_end(model, epoch, step)
                     model.train()
+        if quality is not None and cfg.quality_every:
+            check_quality(step)
         save(step)
     finally:  # an interrupted run keeps its last checkpoint; `--resume` continues from it
         if bar is not None:
