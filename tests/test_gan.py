@@ -167,3 +167,24 @@ def test_a_collapse_is_logged_as_a_warning(tmp_path, capsys):
     assert [r["step"] for r in recs if r["split"] == "warning"] == [2, 4, 6]
     assert "diversity collapsed (1 of 8 modes)" in capsys.readouterr().err
     assert json.loads((tmp_path / "best.json").read_text())["step"] == 4
+
+
+def test_best_weights_through_the_cli(tmp_path, capsys):
+    from genlab.cli import main
+    from genlab.run import load_run
+
+    kw = dict(steps=20, batch_size=50, set={**SMALL, "data.limit": 500, "train.quality_every": 10})
+    genlab.train("gan", "ring8", out=tmp_path / "q", **kw)
+    best = json.loads((tmp_path / "q" / "best.json").read_text())
+    m = load_run(tmp_path / "q", best=True).model
+    ref = genlab.create_model("gan", shape=(2,), **SMALL)
+    from genlab.train.checkpoint import load_weights
+
+    assert load_weights(tmp_path / "q" / "best.safetensors", ref) == best["step"]
+    for a, b in zip(m.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    assert main(["sample", str(tmp_path / "q"), "--best", "--n", "16", "--out", str(tmp_path / "s.npz")]) == 0
+    genlab.train("gan", "ring8", out=tmp_path / "plain", steps=5, batch_size=50, set={**SMALL, "data.limit": 500})
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "plain"), "--best"]) == 2
+    assert "best.safetensors: not found" in capsys.readouterr().err

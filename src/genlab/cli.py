@@ -106,6 +106,7 @@ def build_parser() -> Parser:
                        "per image, summed over pixels), bce (per image, summed), psnr (dB), ssim (images of 11x11 pixels or more); VAEs add nelbo "
                        "(negative ELBO per image, nats), kl, and nll_iwae with --iwae-k.")
     s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--best", action="store_true", help="use best.safetensors, the best-scoring weights of train.quality_every, instead of the last")
     s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
     s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split (default test)")
     s.add_argument("--iwae-k", type=int, default=0, metavar="K", help="importance samples for the IWAE bound on -log p(x) (VAEs; e.g. 5000)")
@@ -120,6 +121,7 @@ def build_parser() -> Parser:
                        description="Draw N samples. A .png output is a grid; an .npz holds array x "
                        "(N x C x H x W, or N x D) in the data set's value range.")
     s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--best", action="store_true", help="use best.safetensors, the best-scoring weights of train.quality_every, instead of the last")
     s.add_argument("--n", type=int, default=64, metavar="N", help="number of samples (default 64)")
     s.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
     s.add_argument("--out", metavar="FILE", help="FILE.png or FILE.npz (default RUN_DIR/samples/samples.png)")
@@ -338,7 +340,7 @@ def cmd_eval(a) -> int:
 
     if a.iwae_k < 0:
         raise GenlabError(f"--iwae-k: expected a positive number of samples, got {a.iwae_k}")
-    run = load_run(a.run)
+    run = load_run(a.run, best=a.best)
     if a.samples < 0 or a.samples == 1:
         raise GenlabError(f"--samples: expected 0 (skip) or at least 2, got {a.samples}")
     res = run.evaluate(a.split, iwae_k=a.iwae_k, root=a.data_root, seed=a.seed,
@@ -364,7 +366,7 @@ def cmd_sample(a) -> int:
 
     if a.n < 1:
         raise GenlabError(f"--n: expected a positive number of samples, got {a.n}")
-    run = load_run(a.run)
+    run = load_run(a.run, best=a.best)
     out = Path(a.out) if a.out else run.path / "samples" / "samples.png"
     if out.suffix not in (".png", ".npz"):
         raise GenlabError(f"--out {out}: expected a .png (grid) or .npz (raw samples) file name")

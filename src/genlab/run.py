@@ -73,8 +73,9 @@ def _safe(name: str) -> str:
 class Run:
     """An opened run directory."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, best: bool = False):
         self.path = Path(path)
+        self.best = best  # load best.safetensors (kept by train.quality_every) instead of the last weights
         cfg_path = self.path / CONFIG
         if not self.path.is_dir():
             raise RunError(f"{self.path}: no such run directory")
@@ -102,7 +103,10 @@ class Run:
         if self._model is None:
             m = build_model(self.model_name, self.config["model_config"], self.config["shape"],
                             self.config["value_range"], where=f"{self.path / CONFIG}: model_config")
-            load_weights(self.path / WEIGHTS, m)
+            if self.best and not (self.path / "best.safetensors").is_file():
+                raise RunError(f"{self.path / 'best.safetensors'}: not found; --best needs a run trained with "
+                               "train.quality_every=N")
+            load_weights(self.path / ("best.safetensors" if self.best else WEIGHTS), m)
             m.eval()
             self._model = m
         return self._model
@@ -209,8 +213,9 @@ def build_model(name: str, model_config: dict, shape, value_range, where: str = 
     return MODELS.get(name)(cls_cfg, tuple(shape), tuple(value_range))
 
 
-def load_run(path: str | Path) -> Run:
-    return Run(path)
+def load_run(path: str | Path, best: bool = False) -> Run:
+    """A run directory; ``best`` loads the best-scoring weights of its quality checks."""
+    return Run(path, best=best)
 
 
 def write_progress_grids(run_dir: Path, data: Dataset):
