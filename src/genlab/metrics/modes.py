@@ -107,12 +107,9 @@ def mixture_mode_coverage(samples, means, std: float, threshold: float = 3.0,
 
 
 def _as_float64(a, name: str) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().to("cpu", torch.float64).numpy()
-    try:
-        return np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise GenlabError(f"mixture mode coverage: {name} is not a numeric array ({e})") from None
+    from .core import _array
+
+    return _array(a, f"mixture mode coverage: {name}")
 
 
 def _positive(v, name: str) -> float:

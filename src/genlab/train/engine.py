@@ -299,7 +299,10 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 if custom:  # the model applies its own losses through the updater
                     out = model.train_step(x, y, updater, step, total)
                     out.update(updater.grad_norms)
-                    bad = [k for k, v in out.items() if not torch.isfinite(torch.as_tensor(v)).all()]
+                    # one check (one device sync) for all logged values; names only when one is bad
+                    vals = [torch.as_tensor(v).detach().float().reshape(-1) for v in out.values()]
+                    bad = [] if torch.isfinite(torch.cat(vals)).all() else \
+                        [k for k, v in zip(out, vals) if not torch.isfinite(v).all()]
                     if bad:
                         raise TrainingDiverged(
                             f"{bad[0]} became {float(out[bad[0]])} at step {step + 1} (epoch {epoch + 1}); "
