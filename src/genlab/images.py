@@ -18,6 +18,18 @@ def to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     return ((x - lo) / max(hi - lo, 1e-12)).clamp(0, 1)
 
 
+def pil_to_chw(im, mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A PIL image as a uint8 (C, H, W) array in ``mode`` ("L" or "RGB"), resized (bilinear) to
+    ``size`` = (width, height) when given and different."""
+    from PIL import Image
+
+    im = im.convert(mode)
+    if size is not None and im.size != tuple(size):
+        im = im.resize(tuple(size), Image.BILINEAR)
+    a = np.asarray(im, dtype=np.uint8)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
 def grid_png(x: torch.Tensor, nrow: int | None = None, value_range=(0.0, 1.0), upscale: int = 0) -> bytes:
     """A PNG of a grid of images (N, C, H, W). Small images (digits are 8x8) are enlarged with
     nearest-neighbour so the grid is readable."""

@@ -29,6 +29,7 @@ from .config import from_dict
 from .data import DataConfig, Dataset, load_data
 from .errors import ConfigError, DataError, RunError
 from .io import atomic_write_bytes, atomic_write_json
+from .images import pil_to_chw
 
 CLASSIFIERS = ("logreg", "svm", "rbf-svm")
 LOGREG_MAX_ITER = 2000
@@ -529,13 +530,9 @@ def read_images(paths: list[str | Path], shape: tuple[int, ...], value_range=(0.
             raise DataError(f"{p}: no such image file")
         try:
             with Image.open(p) as im:
-                im = im.convert("L" if c == 1 else "RGB")
-                if im.size != (w, h):
-                    im = im.resize((w, h), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.float32) / 255.0
+                a = pil_to_chw(im, "L" if c == 1 else "RGB", (w, h)).astype(np.float32) / 255.0
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"{p}: cannot read image ({e})") from None
-        a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         out.append(lo + a * (hi - lo))
     if not out:
         raise DataError("no image files given")

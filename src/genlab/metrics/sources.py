@@ -66,13 +66,10 @@ def _read_images(folder: Path, image_size: int | None) -> torch.Tensor:
     mode = "L" if modes == {"L"} else "RGB"
     if image_size is None and len(sizes) > 1:
         raise DataError(f"{folder}: images have {len(sizes)} different sizes (e.g. {sorted(sizes)[:2]}); pass --image-size")
-    out = []
-    for im in arrays:
-        im = im.convert(mode)
-        if image_size is not None and im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-        out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    from ..images import pil_to_chw
+
+    size = None if image_size is None else (image_size, image_size)
+    out = [pil_to_chw(im, mode, size) for im in arrays]
     return torch.from_numpy(np.stack(out)).float() / 255.0
 
 
