@@ -6,6 +6,7 @@ import torch
 from ..registry import DATASETS
 from . import builtin  # noqa: F401  (registers the built-in data sets)
 from . import toy  # noqa: F401  (registers the 2-D toy mixtures ring8, grid25)
+from . import stacked  # noqa: F401  (registers stacked-mnist)
 from .base import DataConfig, Dataset, Split
 from .files import load_folder, load_npz
 

@@ -43,7 +43,7 @@ class TrainConfig:
     checkpoint_every: int = field(1000, "steps between checkpoints (0: only at the end); one is always written at the end")
     sample_every: int = field(0, "steps between sample/reconstruction grids (0: at the end of each epoch)")
     threads: int = field(0, "CPU threads for torch (0: torch's default)")
-    quality_every: int = field(0, "steps between sample-quality checks of generative models (FID with the shipped extractor on mnist/fashion-mnist, mode coverage on ring8/grid25; 0: off); the best-scoring weights are kept in best.safetensors")
+    quality_every: int = field(0, "steps between sample-quality checks of generative models (FID with the shipped extractor on mnist/fashion-mnist, mode coverage on ring8/grid25 and stacked-mnist; 0: off); the best-scoring weights are kept in best.safetensors")
 
     def validate(self) -> None:
         if self.epochs < 0 or self.steps < 0:
