@@ -188,3 +188,19 @@ def test_best_weights_through_the_cli(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "plain"), "--best"]) == 2
     assert "best.safetensors: not found" in capsys.readouterr().err
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_closed_form():
+    """With no hidden layer D(x) = w.x + b, so grad_x D = w at every real point: R1 = ||w||^2 and
+    the discriminator's loss grows by gamma/2 ||w||^2 against the same step without it."""
+    losses = {}
+    for gamma in (0.0, 3.0):
+        m = _model(d_hidden=[], d_maxout=0, r1=gamma)
+        w = m.discriminator.net[0].weight.detach().flatten()
+        got = {}
+        torch.manual_seed(1)
+        logs = m.train_step(torch.randn(16, 2), None, lambda name, loss: got.setdefault(name, loss.detach()), 1, 10)
+        losses[gamma] = got["d"]
+        if gamma:
+            assert logs["r1"].item() == pytest.approx(float(w @ w), rel=1e-6)
+    assert (losses[3.0] - losses[0.0]).item() == pytest.approx(1.5 * float(w @ w), rel=1e-5)

@@ -19,7 +19,9 @@ Losses, with D's output a logit ``a`` (D(x) = sigmoid(a)):
 
 Remedies against collapse: ``pack`` (PacGAN: D judges ``pack`` samples at once), ``mbstd``
 (the standard deviation over the batch as an extra D input), ``spectral_norm`` on D, and an
-exponential moving average of G's weights for sampling (``ema``).
+exponential moving average of G's weights for sampling (``ema``). ``r1`` adds the zero-centred
+gradient penalty on real data of Mescheder et al. (2018), ``r1/2 E||grad_x D(x)||^2``, which
+damps the oscillation of the game around its equilibrium.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ class GameConfig:
     mbstd: bool = field(False, "append the batch's mean feature standard deviation to D's input")
     spectral_norm: bool = field(False, "spectral normalisation of D's layers")
     gp: float = field(0.0, "gradient-penalty weight (WGAN-GP: 10 with d_loss=wasserstein); 0: off")
+    r1: float = field(0.0, "weight gamma of the zero-centred R1 penalty on real data, gamma/2 E||grad_x D(x)||^2 (Mescheder et al. 2018); 0: off")
     ema: float = field(0.0, "decay of an exponential moving average of G's weights used for sampling (e.g. 0.999; 0: off)")
 
     def validate(self) -> None:
@@ -72,7 +75,7 @@ class GameConfig:
         for name in ("d_steps", "pack"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive integer, got {getattr(self, name)}")
-        for name in ("g_lr", "d_lr", "gp"):
+        for name in ("g_lr", "d_lr", "gp", "r1"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: expected a non-negative value, got {getattr(self, name)}")
         for name in ("beta1", "beta2", "ema"):
@@ -262,8 +265,16 @@ class GAN(GenModel):
         # discriminator
         with torch.no_grad():
             fake = self.generate(torch.randn(n, self.latent, device=device), y=y)
+        if c.r1:
+            x = x.detach().requires_grad_(True)
         a_real, a_fake = self.critic(x, y), self.critic(fake, y)
         ld = d_loss_fn(c.d_loss, a_real, a_fake)
+        if c.r1:
+            g, = torch.autograd.grad(a_real.sum(), x, create_graph=True)
+            r1 = g.flatten(1).pow(2).sum(1).mean()
+            ld = ld + 0.5 * c.r1 * r1
+            logs["r1"] = r1.detach()
+            x = x.detach()
         if c.gp:
             m = (n // c.pack) * c.pack
             ym = None if y is None else y[:m]
