@@ -119,12 +119,37 @@ def build_parser() -> Parser:
     # sample
     s = sub.add_parser("sample", help="draw samples from a generative run", formatter_class=_formatter,
                        description="Draw N samples. A .png output is a grid; an .npz holds array x "
-                       "(N x C x H x W, or N x D) in the data set's value range.")
+                       "(N x C x H x W, or N x D) in the data set's value range. --interpolate K draws lines "
+                       "through the latent space instead (GANs and VAEs); conditional GANs (cgan, cdcgan) "
+                       "draw one class with --class C or a grid of every class with --per-class K. The same "
+                       "--seed gives the same z, so grids made with one seed line up.",
+                       epilog="""examples:
+  genlab sample runs/dcgan-mnist --n 100 --out grid.png
+  genlab sample runs/dcgan-mnist --interpolate 8 --out lines.png      # 8 rows of 10 images
+  genlab sample runs/cdcgan-fashion --class Sneaker --n 64 --out sneakers.png
+  genlab sample runs/cdcgan-fashion --class 7 --interpolate 4 --out lines7.png
+  genlab sample runs/cdcgan-mnist --per-class 10 --out classes.png  # one row per class
+""")
     s.add_argument("run", metavar="RUN_DIR")
     s.add_argument("--best", action="store_true", help="use best.safetensors, the best-scoring weights of train.quality_every, instead of the last")
-    s.add_argument("--n", type=int, default=64, metavar="N", help="number of samples (default 64)")
-    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed (default 0)")
+    s.add_argument("--n", type=int, default=None, metavar="N",
+                   help="number of samples (default 64); not with --interpolate or --per-class, whose K sets the count")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the noise z (and of uniform labels) (default 0)")
     s.add_argument("--out", metavar="FILE", help="FILE.png or FILE.npz (default RUN_DIR/samples/samples.png)")
+    s.add_argument("--interpolate", type=int, metavar="K",
+                   help=f"K rows, each the model's output at {LATENT_STEPS} evenly spaced points on the straight line "
+                   "between two z drawn from N(0, I) (ends included): G(z) for GANs, the decoder's mean for VAEs. "
+                   f"A .png has one row per line; an .npz holds x (K*{LATENT_STEPS} outputs, row by row), z (their "
+                   "latent points) and, for conditional models, y. A conditional model keeps the label fixed along "
+                   "each row: class C with --class C, else row i has class i mod classes")
+    s.add_argument("--class", dest="cls", metavar="C",
+                   help="conditional models (cgan, cdcgan): every sample of class C, a label 0..classes-1 or a class "
+                   "name of the run's data set (e.g. --class Sneaker on fashion-mnist); an .npz also holds y")
+    s.add_argument("--per-class", type=int, metavar="K",
+                   help="conditional models: K samples of each class, one row per class from label 0 down, column j "
+                   "with the same z in every row; an .npz also holds y (the labels)")
+    s.add_argument("--data-root", metavar="DIR",
+                   help="where the run's data set lives, if not where it was trained (read only to look up a class name)")
 
     # metrics
     s = sub.add_parser("metrics", help="compare real and generated images: FID, KID, IS, PR, MMD, C2ST, modes",
@@ -360,23 +385,99 @@ def _print_result(res: dict, as_json: bool) -> None:
         print(f"{k:>{width}}  {v:.6g}" if isinstance(v, float) else f"{k:>{width}}  {v}")
 
 
+LATENT_STEPS = 10  # points per line of `genlab sample --interpolate`
+
+
+def _class_label(run, model, value: str, data_root: str | None) -> int:
+    """``--class C``: a label 0..classes-1, or a class name of the run's data set."""
+    k = int(model.config.classes)
+    v = value.strip()
+    if v.lstrip("-").isdigit():
+        c = int(v)
+        if not 0 <= c < k:
+            raise GenlabError(f"--class {value}: expected a label in 0..{k - 1} (the model's {k} classes) or a class name")
+        return c
+    from .errors import DataError
+
+    try:
+        names = run.data(data_root).classes
+    except DataError as e:
+        raise GenlabError(f"--class {value}: class names come from the data set, which could not be loaded ({e}); "
+                          f"give a label in 0..{k - 1}") from None
+    names = [str(n) for n in (names or [])][:k]
+    if not names:
+        raise GenlabError(f"--class {value}: the data set {run.data_config.name} names no classes; give a label in 0..{k - 1}")
+    if v in names:
+        return names.index(v)
+    folded = [i for i, n in enumerate(names) if n.casefold() == v.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise GenlabError(f"--class {value}: not a class of {run.data_config.name}; expected a label in 0..{k - 1} "
+                      f"or one of: {', '.join(names)}")
+
+
 def cmd_sample(a) -> int:
+    import torch
+
     from .images import save_grid, save_npz
+    from .report.figures import (is_conditional, latent_endpoints, latent_interpolation, per_class_samples,
+                                 require_latent, row_labels)
     from .run import load_run
 
-    if a.n < 1:
+    if a.n is not None and a.n < 1:
         raise GenlabError(f"--n: expected a positive number of samples, got {a.n}")
+    for flag, value in (("--interpolate", a.interpolate), ("--per-class", a.per_class)):
+        if value is not None and value < 1:
+            raise GenlabError(f"{flag}: expected a positive count K, got {value}")
+    if a.per_class is not None and (a.cls is not None or a.interpolate is not None):
+        raise GenlabError("--per-class: draws every class in its own row; it does not combine with "
+                          f"{'--class' if a.cls is not None else '--interpolate'}")
+    if a.n is not None and (a.interpolate is not None or a.per_class is not None):
+        flag = "--interpolate" if a.interpolate is not None else "--per-class"
+        raise GenlabError(f"--n: not used with {flag}, whose K sets the number of samples")
     run = load_run(a.run, best=a.best)
     out = Path(a.out) if a.out else run.path / "samples" / "samples.png"
     if out.suffix not in (".png", ".npz"):
         raise GenlabError(f"--out {out}: expected a .png (grid) or .npz (raw samples) file name")
-    x = run.sample(a.n, seed=a.seed)
-    if out.suffix == ".png":
-        if len(run.config["shape"]) != 3:
-            raise GenlabError(f"--out {out}: the data are vectors of shape {run.config['shape']}, not images; use .npz")
-        save_grid(out, x, value_range=tuple(run.config["value_range"]))
+    image = len(run.config["shape"]) == 3
+    if out.suffix == ".png" and not image and (a.interpolate or a.per_class or a.cls is not None):
+        raise GenlabError(f"--out {out}: the data are vectors of shape {run.config['shape']}, not images; use .npz")
+    model = run.model
+    label = None
+    if a.cls is not None or a.per_class is not None:
+        if not is_conditional(model):
+            flag = "--class" if a.cls is not None else "--per-class"
+            raise GenlabError(f"{flag}: {run.model_name} is not a conditional model; classes need cgan or cdcgan "
+                              "(trained on labelled data)")
+        if a.cls is not None:
+            label = _class_label(run, model, a.cls, a.data_root)
+    arrays: dict = {}
+    nrow = None
+    if a.interpolate is not None:
+        z0, z1 = latent_endpoints(require_latent(model, "--interpolate"), a.interpolate, a.seed)
+        y = row_labels(model, a.interpolate, label)
+        x = latent_interpolation(model, z0, z1, LATENT_STEPS, y).reshape(-1, *model.shape)
+        t = torch.linspace(0, 1, LATENT_STEPS).view(1, LATENT_STEPS, 1)
+        arrays["z"] = ((1 - t) * z0[:, None] + t * z1[:, None]).reshape(x.shape[0], -1).numpy()
+        if y is not None:
+            arrays["y"] = y.repeat_interleave(LATENT_STEPS).numpy()
+        nrow = LATENT_STEPS
+    elif a.per_class is not None:
+        x, y = per_class_samples(model, a.per_class, a.seed)
+        arrays["y"] = y.numpy()
+        nrow = a.per_class
+    elif label is not None:
+        n = a.n or 64
+        x = model.sample(n, torch.Generator().manual_seed(a.seed), labels=label).cpu()
+        arrays["y"] = torch.full((n,), label, dtype=torch.long).numpy()
     else:
-        save_npz(out, x=x.cpu().numpy())
+        x = run.sample(a.n or 64, seed=a.seed)
+    if out.suffix == ".png":
+        if not image:
+            raise GenlabError(f"--out {out}: the data are vectors of shape {run.config['shape']}, not images; use .npz")
+        save_grid(out, x, nrow=nrow, value_range=tuple(run.config["value_range"]))
+    else:
+        save_npz(out, x=x.cpu().numpy(), **arrays)
     print(out)
     return 0
 

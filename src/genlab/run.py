@@ -128,7 +128,8 @@ class Run:
         generative models on a data set with a shipped classifier (mnist: mnist-cnn,
         fashion-mnist: fashion-cnn) also FID, KID, IS and mode coverage of ``sample_n`` samples
         against the split; on the toy mixtures (ring8, grid25) modes captured, share of
-        high-quality samples and reverse KL of 2500 samples (the PacGAN protocol)."""
+        high-quality samples and reverse KL of 2500 samples (the PacGAN protocol); on stacked-mnist
+        modes hit of 1000 and their KL to uniform over ``sample_n`` samples."""
         from .evaluate import evaluate
 
         out = evaluate(self.model, self.data(root), split, iwae_k=iwae_k, **kw)
@@ -144,6 +145,7 @@ class Run:
             out["n_samples"] = r["n_fake"]
         if sample_metrics:
             out.update(mixture_metrics(self.model, name, min(sample_n, 2500), seed=kw.get("seed", 0)))
+            out.update(stacked_metrics(self.model, name, sample_n, seed=kw.get("seed", 0)))
         return out
 
     def sample(self, n: int = 64, seed: int = 0) -> torch.Tensor:
@@ -168,9 +170,28 @@ def mixture_metrics(model, data_name: str, n: int = 2500, seed: int = 0) -> dict
             "reverse_kl": r["reverse_kl"], "n_samples": n}
 
 
+def stacked_metrics(model, data_name: str, n: int = 26000, seed: int = 0) -> dict:
+    """For a generative model trained on stacked-mnist: modes hit of 1000 and the KL of the mode
+    histogram to uniform over ``n`` samples, each channel classified by the shipped mnist-cnn
+    (the VEEGAN/PacGAN protocol scores 26000 samples). Empty for other models and data."""
+    if not getattr(model, "generative", False) or data_name != "stacked-mnist" or n < 1:
+        return {}
+    from .metrics.extractors import get_extractor
+    from .metrics.modes import stacked_mnist_coverage
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([model.sample(min(2000, n - i), generator=g).cpu() for i in range(0, n, 2000)])
+    r = stacked_mnist_coverage(x, get_extractor("mnist-cnn"))
+    return {"modes": r["modes"], "num_modes": r["num_modes"], "kl_to_uniform": r["kl_to_uniform"],
+            "high_quality": r["high_quality"], "modes_high_quality": r["modes_high_quality"],
+            "channel_kl": r["channel_kl"], "n_samples": n, "extractor": "mnist-cnn"}
+
+
 def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
     """The periodic sample-quality check of a generative run, or None where genlab has none:
-    mode coverage on ring8/grid25 (score: reverse KL; collapse: fewer than half the modes) and,
+    mode coverage on ring8/grid25 (score: reverse KL; collapse: fewer than half the modes), on
+    stacked-mnist (score: KL to uniform; collapse: fewer than half the modes a uniform generator
+    would hit) and,
     on mnist/fashion-mnist, FID of ``n`` samples against ``n`` test images with the shipped
     classifier (score: FID; collapse: half the classes or fewer predicted)."""
     from .data.toy import MIXTURES
@@ -182,6 +203,16 @@ def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
             r = mixture_metrics(m, data_name, 2500)
             return {**r, "score": r["reverse_kl"], "score_name": "reverse_kl",
                     "collapse": (f"{r['modes']} of {r['num_modes']} modes" if r["modes"] < r["num_modes"] / 2 else None)}
+        return probe
+    if data_name == "stacked-mnist":
+        expected = 1000 * (1 - (1 - 1 / 1000) ** n)  # modes a uniform generator hits with n samples
+
+        def probe(m):
+            r = stacked_metrics(m, data_name, n)
+            return {k: r[k] for k in ("modes", "kl_to_uniform", "high_quality")} | {
+                "score": r["kl_to_uniform"], "score_name": "kl_to_uniform",
+                "collapse": (f"{r['modes']} of 1000 modes, a uniform generator hits about {expected:.0f} with {n} samples"
+                             if r["modes"] < expected / 2 else None)}
         return probe
     if data_name in SAMPLE_EXTRACTORS and tuple(data.value_range) == (0.0, 1.0):
         from .metrics import core
@@ -219,8 +250,14 @@ def load_run(path: str | Path, best: bool = False) -> Run:
 
 
 def write_progress_grids(run_dir: Path, data: Dataset):
-    """A callback for ``fit``: reconstructions of fixed test images (and samples from fixed
-    noise for generative models) saved as ``samples/step_NNNNNN.png``."""
+    """A callback for ``fit``: reconstructions of fixed test images (models with an encoder) and,
+    for generative models, samples from fixed noise, saved as ``samples/recon_step_NNNNNNN.png``
+    and ``samples/sample_step_NNNNNNN.png``. A conditional model's sample grid has one row per
+    class (labels 0, 1, ... top to bottom), the same noise in every row and at every step. GANs
+    have no encoder (their ``reconstruct`` only draws samples), so they get no reconstruction grid.
+    All noise comes from seeded generators: training's RNG is untouched."""
+    from .report.figures import has_encoder, is_conditional, num_classes, per_class_samples
+
     samples_dir = run_dir / "samples"
     x_fixed, _ = data.eval_inputs("test")
     x_fixed = x_fixed[:32]
@@ -232,13 +269,20 @@ def write_progress_grids(run_dir: Path, data: Dataset):
         x = x_fixed.to(dev)
         if len(data.shape) != 3:
             return
-        recon = model.reconstruct(x)
-        grid = torch.cat([x[:16], recon[:16], x[16:32], recon[16:32]])
-        save_grid(samples_dir / f"recon_step_{step:07d}.png", grid, nrow=16, value_range=data.value_range)
+        if has_encoder(model):
+            recon = model.reconstruct(x)
+            grid = torch.cat([x[:16], recon[:16], x[16:32], recon[16:32]])
+            save_grid(samples_dir / f"recon_step_{step:07d}.png", grid, nrow=16, value_range=data.value_range)
         if getattr(model, "generative", False):
-            g = torch.Generator().manual_seed(1234)
-            save_grid(samples_dir / f"sample_step_{step:07d}.png", model.sample(64, generator=g),
-                      nrow=8, value_range=data.value_range)
+            path = samples_dir / f"sample_step_{step:07d}.png"
+            if is_conditional(model) and num_classes(model) > 0:
+                k = num_classes(model)
+                per_row = min(16, max(8, 64 // k))  # 8 per row for 8 or more classes, up to 16 for few
+                xs, _ = per_class_samples(model, per_row, seed=1234, classes=range(min(k, 50)))
+                save_grid(path, xs, nrow=per_row, value_range=data.value_range)
+            else:
+                g = torch.Generator().manual_seed(1234)
+                save_grid(path, model.sample(64, generator=g), nrow=8, value_range=data.value_range)
 
     return cb
 
