@@ -12,7 +12,7 @@ from pathlib import Path
 
 NAME = "cdcgan-fashion"
 DESCRIPTION = "conditional DCGAN on Fashion-MNIST: fashion-cnn accuracy on 1000 samples per requested class, FID/KID (fashion-cnn)"
-SETTINGS = ("steps", "batch", "ema", "conditioning", "threads", "seed", "per_class")
+SETTINGS = ("steps", "batch", "ema", "conditioning", "aux_weight", "threads", "seed", "per_class")
 
 
 def run(ctx) -> dict:
@@ -29,10 +29,11 @@ def run(ctx) -> dict:
     batch = ctx.param("batch", 64)
     ema = ctx.param("ema", 0.999, quick=0.0)
     cond = ctx.param("conditioning", "projection")
+    aux = ctx.param("aux_weight", 1.0)
     threads = ctx.param("threads", 1)
     seed = ctx.param("seed", 0)
     per_class = ctx.param("per_class", 1000, quick=50)
-    sets = {"ema": ema, "conditioning": cond, "train.threads": threads, "train.log_every": 100,
+    sets = {"ema": ema, "conditioning": cond, "aux_weight": aux, "train.threads": threads, "train.log_every": 100,
             "train.checkpoint_every": 0}
     if ctx.quick:
         sets["data.limit"] = 2000
@@ -65,11 +66,12 @@ def run(ctx) -> dict:
     rows.append({"class": f"FID / KID x 1e3 (10k samples vs test)", "fashion-cnn accuracy on samples":
                  f"{fid:.2f} / {1e3 * kid['kid_mean']:.1f} +- {1e3 * kid['kid_std']:.1f}", "on real test images": "-"})
     return {
-        "accuracy": acc, "real_accuracy": real_acc, "min_accuracy": min(acc), "mean_accuracy": float(np.mean(acc)),
+        "aux_weight": aux, "conditioning": cond, "accuracy": acc, "real_accuracy": real_acc, "min_accuracy": min(acc), "mean_accuracy": float(np.mean(acc)),
         "fid": fid, "kid_mean": kid["kid_mean"], "kid_std": kid["kid_std"], "classes": names, "steps": steps,
         "train_seconds": train_s, "cpu_minutes": round(train_s * threads / 60, 1), "figure": fig, "table": rows,
         "protocol": (f"Fashion-MNIST {'first 2000' if ctx.quick else '60000'} training images with labels, in [0, 1]; "
-                     f"genlab `cdcgan` at 28 px (dcgan networks, label one-hot to z, {cond} discriminator), "
+                     f"genlab `cdcgan` at 28 px (dcgan networks, label one-hot to z, {cond} discriminator"
+                     f"{f', AC-GAN auxiliary classifier weight {aux}' if aux else ''}), "
                      f"{'generator EMA ' + str(ema) if ema else 'no EMA'}, non-saturating loss, Adam 2e-4, beta1 0.5, "
                      f"batch {batch}, {steps} steps, seed {seed}, {threads} torch thread(s). Per class: {per_class} samples "
                      "(seed 1) classified by the shipped fashion-cnn, accuracy = share predicted as the requested class; "

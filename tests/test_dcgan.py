@@ -263,6 +263,8 @@ def test_conditional_models_need_labelled_data(tmp_path):
     ("cdcgan", {"classes": 0}, "classes"),
     ("cdcgan", {"conditioning": "film"}, "conditioning"),
     ("cdcgan", {"pack": 2}, "pack"),
+    ("cdcgan", {"aux_weight": -1.0}, "aux_weight"),
+    ("cdcgan", {"aux_weight": 1.0, "conditioning": "concat", "pack": 2}, "aux_weight"),
     ("cgan", {"classes": -1}, "classes"),
     ("cgan", {"d_steps": 0}, "d_steps"),
 ])
@@ -284,3 +286,30 @@ def test_reconstruct_leaves_the_global_rng_alone(name, shape, kw):
     before = torch.get_rng_state()
     x = m.reconstruct(data)
     assert x.shape == (3, *shape) and torch.equal(torch.get_rng_state(), before)
+
+
+def test_acgan_auxiliary_terms_are_cross_entropies_of_the_class_head():
+    """aux_weight adds w * CE(class head on real images, labels) to D's loss and w * CE(class head
+    on the samples, requested labels) to G's, against the same step without the head's terms."""
+    import torch.nn.functional as F
+
+    m = _model("cdcgan", classes=3, aux_weight=0.5)
+    d = m.discriminator
+    x, y = torch.rand(6, 1, 28, 28), torch.tensor([0, 1, 2, 2, 1, 0])
+    got = {}
+    torch.manual_seed(5)
+    logs = m.train_step(x, y, lambda name, loss: got.setdefault(name, loss.detach()), 0, 1)
+    # the same step by hand: the same noise, drawn in the same order
+    torch.manual_seed(5)
+    with torch.no_grad():
+        fake = m.generate(torch.randn(6, m.latent), y=y)
+        ce_real = F.cross_entropy(d.classify(d.phi(x, y)).flatten(1), y)
+        ld = F.softplus(-d(x, y)).mean() + F.softplus(d(fake, y)).mean() + 0.5 * ce_real
+        fake2 = m.generate(torch.randn(6, m.latent), y=y)
+        ce_fake = F.cross_entropy(d.classify(d.phi(fake2, y)).flatten(1), y)
+        lg = F.softplus(-d(fake2, y)).mean() + 0.5 * ce_fake
+    assert logs["aux_d"].item() == pytest.approx(ce_real.item(), rel=1e-5)
+    assert logs["aux_g"].item() == pytest.approx(ce_fake.item(), rel=1e-5)
+    assert got["d"].item() == pytest.approx(ld.item(), rel=1e-5)
+    assert got["g"].item() == pytest.approx(lg.item(), rel=1e-5)
+    assert d.classify.out_channels == 3 and _model("cdcgan", classes=3).discriminator.classify is None

@@ -39,6 +39,10 @@ vector is a learned label embedding). ``cgan`` (MLP) also concatenates it to D's
 ``D(x, y) = psi(phi(x)) + <embed(y), phi(x)>`` with ``phi(x)`` D's last feature map, flattened,
 and ``psi`` the final convolution) or by ``classes`` constant one-hot channels concatenated to
 the image (``conditioning=concat``). Training gives each batch's fakes the real batch's labels.
+``aux_weight`` adds the auxiliary classifier of AC-GAN (Odena et al. 2017) to ``cdcgan``: a
+linear class head on ``phi(x)``, trained with cross-entropy on the real images' labels, and a
+generator term, the same weight times the cross-entropy of that head on the samples with their
+requested labels: G is pushed towards samples that D's classifier reads as the requested class.
 ``sample(n, generator, labels=None)`` draws labels uniformly unless given;
 ``sample_class(n, c)`` draws ``n`` samples of class ``c``.
 """
@@ -110,10 +114,15 @@ class CGANConfig(GANConfig):
 class CDCGANConfig(DCGANConfig):
     classes: int = field(10, "number of classes: labels 0..classes-1")
     conditioning: str = choice("projection", ("projection", "concat"), "how D sees the label: projection (Miyato & Koyama 2018) or one-hot channels concatenated to the image")
+    aux_weight: float = field(0.0, "AC-GAN auxiliary classifier (Odena et al. 2017): D also predicts the class of real images, G is rewarded when D predicts the requested class of its samples; weight of both cross-entropies (0: off)")
 
     def validate(self) -> None:
         super().validate()
         _validate_classes(self)
+        if self.aux_weight < 0:
+            raise ConfigError(f"aux_weight: expected a non-negative weight, got {self.aux_weight}")
+        if self.aux_weight and self.pack > 1:
+            raise ConfigError(f"aux_weight: the auxiliary classifier labels single images; use pack=1 (got pack={self.pack})")
         if self.conditioning == "projection" and self.pack > 1:
             raise ConfigError(f"pack: a projection discriminator judges one image and its label; use pack=1 or conditioning=concat (got pack={self.pack})")
 
@@ -182,7 +191,7 @@ class ConvDiscriminator(nn.Module):
 
     def __init__(self, shape, image_size: int, width: int, batchnorm: bool = True, pack: int = 1,
                  mbstd: bool = False, spectral_norm: bool = False, classes: int = 0,
-                 conditioning: str = "none"):
+                 conditioning: str = "none", aux_classes: int = 0):
         super().__init__()
         base, steps = GEOMETRY[image_size]
         self.pack, self.mbstd, self.classes = pack, mbstd, classes
@@ -199,6 +208,8 @@ class ConvDiscriminator(nn.Module):
         feat = in_ch + (1 if mbstd else 0)
         self.head = nn.Conv2d(feat, 1, base, 1, 0)
         self.embed = nn.Embedding(classes, feat * base * base) if conditioning == "projection" else None
+        # AC-GAN: class logits from the last feature map (a linear map of phi(x))
+        self.classify = nn.Conv2d(feat, aux_classes, base, 1, 0) if aux_classes else None
         self.apply(dcgan_init)
         self.to(memory_format=torch.channels_last)
         if spectral_norm:
@@ -220,11 +231,14 @@ class ConvDiscriminator(nn.Module):
             h = torch.cat([h, s.expand(h.shape[0], 1, *h.shape[2:])], 1)
         return h
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, with_classes: bool = False):
+        """The logits; with ``with_classes`` also the auxiliary classifier's class logits."""
         h = self.phi(x, y)
         a = self.head(h).flatten()
         if self.embed is not None:
             a = a + (self.embed(y.long()) * h.flatten(1)).sum(1)
+        if with_classes:
+            return a, self.classify(h).flatten(1)
         return a
 
 
@@ -275,7 +289,8 @@ class DCGAN(GAN):
     def build_discriminator(self) -> nn.Module:
         c = self.config
         return ConvDiscriminator(self.shape, self.image_size, c.d_width, c.d_batchnorm, c.pack, c.mbstd, c.spectral_norm,
-                                 classes=getattr(c, "classes", 0), conditioning=getattr(c, "conditioning", "none"))
+                                 classes=getattr(c, "classes", 0), conditioning=getattr(c, "conditioning", "none"),
+                                 aux_classes=getattr(c, "classes", 0) if getattr(c, "aux_weight", 0.0) else 0)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return super().sample(n, generator).contiguous()  # the networks compute in channels-last order

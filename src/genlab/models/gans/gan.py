@@ -267,8 +267,17 @@ class GAN(GenModel):
             fake = self.generate(torch.randn(n, self.latent, device=device), y=y)
         if c.r1:
             x = x.detach().requires_grad_(True)
-        a_real, a_fake = self.critic(x, y), self.critic(fake, y)
+        aux = getattr(c, "aux_weight", 0.0)
+        if aux:  # AC-GAN: D's class head learns the real labels
+            a_real, cls_real = self.discriminator(x, y, with_classes=True)
+        else:
+            a_real = self.critic(x, y)
+        a_fake = self.critic(fake, y)
         ld = d_loss_fn(c.d_loss, a_real, a_fake)
+        if aux:
+            ce = F.cross_entropy(cls_real, y.long())
+            ld = ld + aux * ce
+            logs["aux_d"] = ce.detach()
         if c.r1:
             g, = torch.autograd.grad(a_real.sum(), x, create_graph=True)
             r1 = g.flatten(1).pow(2).sum(1).mean()
@@ -293,8 +302,14 @@ class GAN(GenModel):
         if (step + 1) % c.d_steps == 0:
             for p in self.discriminator.parameters():
                 p.requires_grad_(False)
-            a = self.critic(self.generate(torch.randn(n, self.latent, device=device), y=y), y)
-            lg = g_loss_fn(c.g_loss, c.d_loss, a)
+            fake = self.generate(torch.randn(n, self.latent, device=device), y=y)
+            if aux:  # AC-GAN: G is rewarded when D's class head reads the requested label
+                a, cls_fake = self.discriminator(fake, y, with_classes=True)
+                ce = F.cross_entropy(cls_fake, y.long())
+                lg = g_loss_fn(c.g_loss, c.d_loss, a) + aux * ce
+                logs["aux_g"] = ce.detach()
+            else:
+                lg = g_loss_fn(c.g_loss, c.d_loss, self.critic(fake, y))
             update("g", lg)
             for p in self.discriminator.parameters():
                 p.requires_grad_(True)
