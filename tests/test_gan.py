@@ -184,6 +184,14 @@ def test_best_weights_through_the_cli(tmp_path, capsys):
     for a, b in zip(m.state_dict().values(), ref.state_dict().values()):
         assert torch.equal(a, b)
     assert main(["sample", str(tmp_path / "q"), "--best", "--n", "16", "--out", str(tmp_path / "s.npz")]) == 0
+    # the report of the best weights scores them, not the last weights of eval.json
+    from genlab.report import test_metrics
+    from genlab.run import mixture_metrics
+
+    got = test_metrics(load_run(tmp_path / "q", best=True))
+    assert got["reverse_kl"] == mixture_metrics(m, "ring8")["reverse_kl"]
+    assert main(["report", str(tmp_path / "q"), "--best"]) == 0
+    assert (tmp_path / "q" / "report-best.html").is_file() and not (tmp_path / "q" / "report.html").exists()
     genlab.train("gan", "ring8", out=tmp_path / "plain", steps=5, batch_size=50, set={**SMALL, "data.limit": 500})
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "plain"), "--best"]) == 2

@@ -177,9 +177,14 @@ def build_parser() -> Parser:
 
     # report
     s = sub.add_parser("report", help="write RUN_DIR/report.html", formatter_class=_formatter,
-                       description="Write a self-contained HTML report (images embedded): metrics, loss curves, "
-                       "reconstructions, and for generative models samples and an interpolation grid.")
+                       description="Write a self-contained HTML report (images embedded): test metrics, training "
+                       "curves and warnings, reconstructions (models with an encoder), and for generative models "
+                       "samples, a latent interpolation, one row per class (conditional GANs) or the samples over "
+                       "the mixture's means (ring8, grid25).")
     s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("--best", action="store_true",
+                   help="report on best.safetensors, the best-scoring weights of train.quality_every, with their "
+                   "metrics computed now (default out: RUN_DIR/report-best.html)")
     s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
     s.add_argument("--out", metavar="FILE.html", help="default RUN_DIR/report.html")
 
@@ -498,7 +503,7 @@ def cmd_report(a) -> int:
     from .report import write_report
     from .run import load_run
 
-    run = load_run(a.run)
+    run = load_run(a.run, best=a.best)
     path = write_report(run, out=a.out, data_root=a.data_root)
     print(path)
     return 0

@@ -65,7 +65,11 @@ TRAINING_KEYS = ("train_seconds", "steps")
 
 
 def test_metrics(run, data=None, data_root: str | None = None) -> dict:
-    """The run's test metrics: ``eval.json`` when training wrote it, else computed now."""
+    """The run's test metrics: ``eval.json`` when training wrote it, else computed now. A run
+    opened with ``best=True`` (the weights kept by ``train.quality_every``) is always evaluated
+    now, with the sample metrics of ``Run.evaluate`` (eval.json holds the last weights')."""
+    if getattr(run, "best", False):
+        return run.evaluate("test", root=data_root or None)
     p = run.path / "eval.json"
     if p.is_file():
         try:
@@ -195,7 +199,10 @@ def render_report(run, metrics: dict, figures: dict[str, bytes], records: list[d
     body = [f"<h1>{H.esc(title)}</h1>", f'<p class="sub">{" &middot; ".join(sub)}</p>']
     body += _warnings_section(records)
 
-    source = "eval.json, written at the end of training" if (run.path / "eval.json").is_file() else "computed for this report"
+    if getattr(run, "best", False):
+        source = "the best weights of the quality checks (best.safetensors), computed for this report"
+    else:
+        source = "eval.json, written at the end of training" if (run.path / "eval.json").is_file() else "computed for this report"
     what = "images" if image_data else "examples"
     intro = f"On the test split ({metrics.get('n', '?')} {what}; {source})."
     if "n_samples" in metrics:
@@ -298,7 +305,8 @@ def _class_names(run, data=None) -> list[str] | None:
 
 
 def write_report(run, out: str | Path | None = None, data_root: str | None = None) -> Path:
-    """Write ``run``'s HTML report to ``out`` (default ``RUN_DIR/report.html``), atomically, and
+    """Write ``run``'s HTML report to ``out`` (default ``RUN_DIR/report.html``, or
+    ``RUN_DIR/report-best.html`` for a run opened with ``best=True``), atomically, and
     return its path. ``data_root`` says where the data set lives if not where it was trained.
 
     A missing data set raises the data set's :class:`~genlab.errors.DataError`: the test images
@@ -307,9 +315,9 @@ def write_report(run, out: str | Path | None = None, data_root: str | None = Non
         from ..run import load_run
 
         run = load_run(run)
-    out = Path(out) if out is not None else run.path / "report.html"
+    out = Path(out) if out is not None else run.path / ("report-best.html" if getattr(run, "best", False) else "report.html")
     data = run.data(data_root)
-    metrics = test_metrics(run, data)
+    metrics = test_metrics(run, data, data_root)
     records = run.metrics()
     figures = report_figures(run, data, records)
     atomic_write_text(out, render_report(run, metrics, figures, records, data))
