@@ -37,6 +37,15 @@ def data_root() -> Path:
     return root
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test, whatever an earlier training run set (train.threads)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _no_env_data_root(monkeypatch, request):
     """Tests that do not ask for real data must not depend on the caller's $GENLAB_DATA_ROOT."""

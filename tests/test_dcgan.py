@@ -18,12 +18,7 @@ from genlab.train.engine import TrainConfig, Updater
 TINY = {"g_width": 8, "d_width": 8, "latent": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(name="dcgan", shape=(1, 28, 28), value_range=(0.0, 1.0), **kw):

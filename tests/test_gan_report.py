@@ -27,12 +27,7 @@ CLASS_NAMES = ["Boot", "Coat", "Sneaker"]
 TEST_WARNING = "step 7: diversity collapsed (3 of 10 classes)"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _append_warning(run, text: str) -> None:
@@ -235,19 +230,7 @@ def test_report_of_a_vae_has_no_warnings_section_and_says_which_way_is_better(va
 
 
 # ------------------------------------------------------------------------------ genlab sample
-def run_cli(capsys, *argv):
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_one_line_error(rc, err, *needles):
-    assert rc == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    for n in needles:
-        assert n in lines[0], (n, lines[0])
+from test_cli import assert_one_line_error, run_cli  # noqa: E402  (the CLI tests' helpers)
 
 
 def test_sample_interpolate_npz_of_a_gan(gan_run, tmp_path, capsys):
