@@ -11,7 +11,7 @@ from pathlib import Path
 
 NAME = "dcgan-mnist"
 DESCRIPTION = "DCGAN on MNIST 28 px in about 15 CPU minutes: FID/KID/IS (mnist-cnn, 10k samples vs test) and digit-histogram KL"
-SETTINGS = ("steps", "threads", "seed", "ema", "pack", "batch")
+SETTINGS = ("steps", "threads", "seed", "ema", "pack", "batch", "g_width", "d_width")
 
 
 def run(ctx) -> dict:
@@ -26,7 +26,9 @@ def run(ctx) -> dict:
     ema = ctx.param("ema", 0.0)
     pack = ctx.param("pack", 1)
     batch = ctx.param("batch", 128)
-    sets = {"train.threads": threads, "train.log_every": 100, "train.checkpoint_every": 0, "ema": ema, "pack": pack}
+    g_width, d_width = ctx.param("g_width", 64), ctx.param("d_width", 64)
+    sets = {"train.threads": threads, "train.log_every": 100, "train.checkpoint_every": 0, "ema": ema, "pack": pack,
+            "g_width": g_width, "d_width": d_width}
     if ctx.quick:
         sets["data.limit"] = 2000
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,10 +48,10 @@ def run(ctx) -> dict:
     return {
         "fid": ev["fid"], "kid_mean": ev["kid_mean"], "kid_std": ev["kid_std"], "is_mean": ev["is_mean"],
         "modes_hit": ev["modes_hit"], "kl_to_uniform": ev["kl_to_uniform"], "high_quality": ev["high_quality"],
-        "steps": steps, "batch": batch, "ema": ema, "pack": pack, "train_seconds": train_s, "threads": threads, "params": n_par,
+        "steps": steps, "batch": batch, "ema": ema, "pack": pack, "g_width": g_width, "d_width": d_width, "train_seconds": train_s, "threads": threads, "params": n_par,
         "final_d_real": logs[-1].get("d_real"), "final_d_fake": logs[-1].get("d_fake"), "figure": fig, "table": rows,
         "protocol": (f"MNIST {'first 2000' if ctx.quick else '60000'} training images in [0, 1]; genlab `dcgan` defaults at 28 px "
-                     "(pytorch/examples architecture from a 7x7 start, latent 100, g_width = d_width = 64, transposed "
+                     f"(pytorch/examples architecture from a 7x7 start, latent 100, g_width {g_width}, d_width {d_width}, transposed "
                      "convolutions, non-saturating loss, Adam 2e-4, beta1 0.5, N(0, 0.02) init)"
                      f"{f', generator EMA {ema}' if ema else ''}{f', pack={pack}' if pack > 1 else ''}, batch {batch}, "
                      f"{steps} steps, seed {seed}, {threads} torch thread(s). Metrics on {ev.get('n_samples')} samples "
