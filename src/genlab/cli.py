@@ -425,8 +425,8 @@ def cmd_sample(a) -> int:
     import torch
 
     from .images import save_grid, save_npz
-    from .report.figures import (is_conditional, latent_endpoints, latent_interpolation, per_class_samples,
-                                 require_latent, row_labels)
+    from .report.figures import (is_conditional, latent_endpoints, latent_interpolation, latent_line,
+                                 per_class_samples, require_latent, row_labels)
     from .run import load_run
 
     if a.n is not None and a.n < 1:
@@ -462,8 +462,7 @@ def cmd_sample(a) -> int:
         z0, z1 = latent_endpoints(require_latent(model, "--interpolate"), a.interpolate, a.seed)
         y = row_labels(model, a.interpolate, label)
         x = latent_interpolation(model, z0, z1, LATENT_STEPS, y).reshape(-1, *model.shape)
-        t = torch.linspace(0, 1, LATENT_STEPS).view(1, LATENT_STEPS, 1)
-        arrays["z"] = ((1 - t) * z0[:, None] + t * z1[:, None]).reshape(x.shape[0], -1).numpy()
+        arrays["z"] = latent_line(z0, z1, LATENT_STEPS).numpy()
         if y is not None:
             arrays["y"] = y.repeat_interleave(LATENT_STEPS).numpy()
         nrow = LATENT_STEPS

@@ -111,6 +111,13 @@ def row_labels(model, rows: int, label: int | None = None) -> torch.Tensor | Non
     return torch.arange(rows, dtype=torch.long) % max(1, num_classes(model))
 
 
+def latent_line(z0: torch.Tensor, z1: torch.Tensor, steps: int = LATENT_INTERP_STEPS) -> torch.Tensor:
+    """The ``steps`` evenly spaced points from ``z0[i]`` to ``z1[i]`` (ends included), row after
+    row: (rows * steps, latent)."""
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)
+    return ((1 - t) * z0[:, None].float() + t * z1[:, None].float()).reshape(z0.shape[0] * steps, -1)
+
+
 @torch.no_grad()
 def latent_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int = LATENT_INTERP_STEPS,
                          y: torch.Tensor | None = None) -> torch.Tensor:
@@ -118,10 +125,8 @@ def latent_interpolation(model, z0: torch.Tensor, z1: torch.Tensor, steps: int =
     (ends included: column 0 decodes ``z0``, the last ``z1``); ``y`` (one label per row) keeps
     a conditional model's label fixed along a row. Returns (rows, steps, *shape) on the CPU."""
     rows = z0.shape[0]
-    t = torch.linspace(0, 1, steps).view(1, steps, 1)
-    z = (1 - t) * z0[:, None].float() + t * z1[:, None].float()
     yy = None if y is None else torch.as_tensor(y).long().view(rows, 1).expand(rows, steps).reshape(-1)
-    x = decode_latent(model, z.reshape(rows * steps, -1), yy)
+    x = decode_latent(model, latent_line(z0, z1, steps), yy)
     return x.view(rows, steps, *model.shape)
 
 
