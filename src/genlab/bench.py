@@ -110,6 +110,28 @@ class Context:
         p = (d / filename).resolve()
         return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
 
+    def plot(self, filename: str, fig) -> str | None:
+        """Save a matplotlib figure next to the results (as :meth:`figure`), full runs only;
+        the figure is closed either way. Returns the path written, or None for a quick run."""
+        import io
+
+        import matplotlib.pyplot as plt
+
+        from .io import atomic_write_bytes
+
+        try:
+            if self.quick:
+                return None
+            d = Path(os.environ.get("GENLAB_BENCH_FIGURES") or (REPO_ROOT / "benchmarks" / "results" / "figures"))
+            d.mkdir(parents=True, exist_ok=True)
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110)
+            atomic_write_bytes(d / filename, buf.getvalue())
+        finally:
+            plt.close(fig)
+        p = (d / filename).resolve()
+        return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+
     def need_mnist(self, folder: str = "MNIST") -> str:
         raw = self.data_root / folder / "raw"
         if not raw.is_dir():

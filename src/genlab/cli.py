@@ -20,6 +20,9 @@ examples:
   genlab train ae --data mnist --data-root DIR --set hidden=[1000,500,250] latent=30 loss=bce
   genlab train vae --data mnist --set data.binarize=dynamic train.grad_clip=5
   genlab train vae --out runs/v1 --resume --epochs 20      # continue a stopped run to 20 epochs
+  genlab train classifier --backbone efficientnet_lite0 --data fashion-mnist --data-root DIR \
+      --labels-per-class 100 --strategy auto --epochs 5     # transfer learning; auto picks freeze:N
+  genlab train classifier --backbone resnet18 --weights resnet18.pth --data folder:photos --strategy finetune
 
 --set KEY=VALUE reaches any field of the model, train or data config (`genlab list models -v`
 shows the model fields); prefix with model., train. or data. when a name is ambiguous. Values
@@ -76,7 +79,7 @@ def build_parser() -> Parser:
     # list
     s = sub.add_parser("list", help="list registered models or data sets", formatter_class=_formatter,
                        description="Print the registry: one line per model or data set, with a description.")
-    s.add_argument("what", choices=["models", "datasets", "extractors"], help="models, datasets or extractors")
+    s.add_argument("what", choices=["models", "datasets", "extractors", "backbones"], help="models, datasets, extractors or backbones")
     s.add_argument("-v", "--verbose", action="store_true", help="also list each model's config fields and defaults")
 
     # train
@@ -97,8 +100,13 @@ def build_parser() -> Parser:
     s.add_argument("--config", metavar="FILE.toml", help="config file with [model], [train], [data] tables")
     s.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help="override any config field")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    s.add_argument("--download", action="store_true", help="allow downloading a missing torchvision data set")
+    s.add_argument("--download", action="store_true", help="allow downloading a missing torchvision data set (and, for classifier, missing ImageNet weights)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c = s.add_argument_group("classifier (transfer learning; shortcuts for --set)")
+    c.add_argument("--backbone", metavar="NAME", help="model.backbone: small-cnn, resnet18, ..., efficientnet_lite0, timm:NAME (genlab list backbones)")
+    c.add_argument("--strategy", metavar="S", help="model.strategy: linear-probe, freeze:N, finetune, discriminative, gradual or auto (default)")
+    c.add_argument("--weights", metavar="PATH", help="model.weights: imagenet, none, or a .pth/.safetensors state dict (default auto: imagenet where the backbone has them)")
+    c.add_argument("--labels-per-class", type=int, metavar="N", help="data.labels_per_class: train on N labelled images per class")
 
     # eval
     s = sub.add_parser("eval", help="evaluate a run on the test split", formatter_class=_formatter,
@@ -301,6 +309,71 @@ def build_parser() -> Parser:
     s.add_argument("--top", type=int, default=10, metavar="N", help="list the N highest scores (default 10; 0: all)")
     s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
+    # predict
+    s = sub.add_parser("predict", help="classify image files with a classifier run", formatter_class=_formatter,
+                       description="Classify each image file with a classifier run (genlab train classifier): the file "
+                       "is read as the run's training images were (grey or RGB, resized; for folder: data sets the "
+                       "short side resized and a centred square cropped) and the top K classes are printed with "
+                       "their probabilities, one line per file (or one JSON object with --json).",
+                       epilog="""examples:
+  genlab predict runs/classifier-photos cat.jpg dog.png --top 3
+  genlab predict runs/classifier-mnist digit.png --json
+""")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("images", nargs="+", metavar="IMAGE", help="image files (png, jpg, ...)")
+    s.add_argument("--top", type=int, default=1, metavar="K", help="classes to show per image (default 1)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
+    # features
+    s = sub.add_parser("features", help="export a classifier's embeddings (the head's inputs) to an .npz",
+                       formatter_class=_formatter,
+                       description="Write the features that feed a classifier run's head (after the backbone's "
+                       "pooling; the frozen part of a linear probe) for every image of a split, or for image files, "
+                       "to FILE.npz: arrays z (N x feature size, float32), y (labels, for a split) or files (for image "
+                       "files). Written atomically. For autoencoder codes use genlab encode.",
+                       epilog="""examples:
+  genlab features runs/classifier-fashion --split test --out fashion_test.npz
+  genlab features runs/classifier-photos a.jpg b.jpg --out two.npz
+""")
+    s.add_argument("run", metavar="RUN_DIR")
+    s.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: the run's data split)")
+    s.add_argument("--out", required=True, metavar="FILE.npz", help="output file")
+    s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split when no image files are given (default test)")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+
+    # inspect
+    s = sub.add_parser("inspect", help="show what a CNN learned: first-layer filters and feature maps",
+                       formatter_class=_formatter,
+                       usage="genlab inspect (RUN_DIR | --backbone NAME [--weights W]) [IMAGE] [--layers A,B,...] "
+                       "[--channels K] [--panel] [--list-layers] --out DIR",
+                       description="Make visible what a network's layers detect: the first layers small features "
+                       "such as edges and colour contrasts, later layers compounds of them. Writes DIR/filters.png "
+                       "(the first convolution's filters, each min-max normalised on its own, enlarged). With an "
+                       "IMAGE also DIR/input.png and DIR/features-LAYER.png for each layer: the first K channels of "
+                       "its activation, each min-max normalised, from one forward pass in eval mode; --panel adds "
+                       "DIR/panel.png, the image and 8 channels of an early, a middle and the last stage in one "
+                       "figure. A layer is a stage name (stem, layer1, ...: the output of the stage) or any module "
+                       "name of the network (layer2.0.conv1, features.3); see --list-layers. With RUN_DIR (a "
+                       "classifier run) the run's network is used and IMAGE is read as its training images were; "
+                       "with --backbone a fresh backbone, IMAGE read as RGB (grey for 1-channel backbones), the "
+                       "short side resized to its input size and a centred square cropped. Prints the files written.",
+                       epilog="""examples:
+  genlab inspect --backbone efficientnet_lite0 cat.jpg --panel --out inspect/lite0
+  genlab inspect --backbone resnet18 --weights none cat.jpg --layers stem,layer2.0.conv1 --out inspect/r18
+  genlab inspect runs/classifier-photos cat.jpg --channels 32 --out inspect/run
+  genlab inspect --backbone resnet18 --list-layers
+""")
+    s.add_argument("target", nargs="?", metavar="RUN_DIR", help="a classifier run (not with --backbone)")
+    s.add_argument("image", nargs="?", metavar="IMAGE", help="an image file (png, jpg, ...) for the feature maps")
+    s.add_argument("--backbone", metavar="NAME", help="a fresh backbone instead of a run (genlab list backbones)")
+    s.add_argument("--weights", metavar="W", help="with --backbone: imagenet (default), none (random init) or a .pth/.safetensors file")
+    s.add_argument("--download", action="store_true", help="with --backbone: allow downloading ImageNet weights missing from the torch hub cache")
+    s.add_argument("--layers", metavar="A,B,...", help="comma-separated stage or module names (default: every stage)")
+    s.add_argument("--channels", type=int, default=16, metavar="K", help="channels shown per layer (default 16)")
+    s.add_argument("--panel", action="store_true", help="also write DIR/panel.png: input and 8 channels of several layers in one figure")
+    s.add_argument("--list-layers", action="store_true", help="print the stage names, then every module name with its type, and exit")
+    s.add_argument("--out", metavar="DIR", help="folder for the PNG files (required unless --list-layers)")
+
     # demo
     s = sub.add_parser("demo", help="the main job: train, evaluate and report on embedded data", formatter_class=_formatter,
                        description="Train a VAE and an autoencoder on scikit-learn's digits (no download, a few "
@@ -328,10 +401,12 @@ def cmd_list(a) -> int:
     from .data import DATASETS
     from .registry import MODELS
 
-    if a.what == "extractors":
-        from .metrics.extractors import list_extractors
-
-        rows = list_extractors()
+    if a.what in ("extractors", "backbones"):
+        if a.what == "extractors":
+            from .metrics.extractors import list_extractors as lister
+        else:
+            from .transfer.backbones import list_backbones as lister
+        rows = lister()
         width = max(len(n) for n, _ in rows)
         for name, desc in rows:
             print(f"{name:<{width}}  {desc}")
@@ -355,6 +430,16 @@ def cmd_train(a) -> int:
     sets = list(a.set)
     if a.download:
         sets.append("data.download=true")
+        if a.model == "classifier":
+            sets.append("model.download=true")
+    for flag, key in (("backbone", "model.backbone"), ("strategy", "model.strategy"), ("weights", "model.weights")):
+        value = getattr(a, flag)
+        if value is not None:
+            if a.model != "classifier":
+                raise GenlabError(f"--{flag}: only the classifier model takes it (got model {a.model!r})")
+            sets.append(f"{key}={json.dumps(value)}")
+    if a.labels_per_class is not None:
+        sets.append(f"data.labels_per_class={a.labels_per_class}")
     run = train(a.model, a.data, out=a.out, config=a.config, set=sets, resume=a.resume, epochs=a.epochs,
                 steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                 data_root=a.data_root, progress=not a.quiet and sys.stderr.isatty())
@@ -385,9 +470,16 @@ def _print_result(res: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(res))
         return
-    width = max(map(len, res), default=0)
-    for k, v in res.items():
+    table = res.get("per_class")
+    scalars = {k: v for k, v in res.items() if k not in ("per_class", "confusion", "class_names")}
+    width = max(map(len, scalars), default=0)
+    for k, v in scalars.items():
         print(f"{k:>{width}}  {v:.6g}" if isinstance(v, float) else f"{k:>{width}}  {v}")
+    if table:  # a classifier's per-class figures; the confusion matrix is in --json and the report
+        w = max(len("class"), *(len(r["class"]) for r in table))
+        print(f"\n{'class':<{w}}  precision  recall     f1  support")
+        for r in table:
+            print(f"{r['class']:<{w}}  {r['precision']:9.4f}  {r['recall']:6.4f}  {r['f1']:5.3f}  {r['support']:7d}")
 
 
 LATENT_STEPS = 10  # points per line of `genlab sample --interpolate`
@@ -721,6 +813,95 @@ def cmd_anomaly(a) -> int:
     return 0
 
 
+def cmd_predict(a) -> int:
+    from .run import load_run
+    from .transfer.use import predict
+
+    rows = predict(load_run(a.run), a.images, top=a.top)
+    if a.json:
+        print(json.dumps({"run": a.run, "predictions": rows}))
+        return 0
+    for r in rows:
+        print(f"{r['file']}: " + ", ".join(f"{t['class']} {t['prob']:.3f}" for t in r["top"]))
+    return 0
+
+
+def cmd_features(a) -> int:
+    import numpy as np
+
+    from .images import save_npz
+    from .run import load_run
+    from .transfer.use import embeddings, read_run_images
+
+    out = Path(a.out)
+    if out.suffix != ".npz":
+        raise GenlabError(f"--out {out}: expected a file name ending in .npz")
+    run = load_run(a.run)
+    if a.images:
+        z = embeddings(run, read_run_images(run, a.images))
+        save_npz(out, z=z, files=np.asarray([str(p) for p in a.images]))
+        what = f"{len(a.images)} image files"
+    else:
+        ds = run.data(a.data_root)
+        x, y = ds.eval_inputs(a.split)
+        z = embeddings(run, x)
+        save_npz(out, z=z, **({} if y is None else {"y": y.cpu().numpy()}))
+        what = f"{ds.name} {a.split}"
+    print(f"{what}: {z.shape[0]} feature vectors of size {z.shape[1]}", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def cmd_inspect(a) -> int:
+    from .transfer import inspect as ins
+
+    image_path = a.image
+    if a.backbone:
+        if a.image is not None or (a.target is not None and Path(a.target).is_dir()):
+            raise GenlabError(f"RUN_DIR {a.target}: give a RUN_DIR or --backbone NAME, not both")
+        image_path, prepare = a.target, None
+        from .transfer.backbones import build_backbone
+
+        # the layer names do not depend on the weights: --list-layers builds without reading them
+        weights = "none" if a.list_layers else a.weights or "imagenet"
+        bb = build_backbone(a.backbone, 1000, weights, allow_download=a.download)
+        title = f"{a.backbone} ({bb.weights})"
+    else:
+        if a.target is None:
+            raise GenlabError("name a classifier RUN_DIR or --backbone NAME (see genlab inspect --help)")
+        for flag, value in (("--weights", a.weights), ("--download", a.download)):
+            if value:
+                raise GenlabError(f"{flag}: belongs to --backbone; a RUN_DIR uses the run's own weights")
+        from .run import load_run
+
+        run = load_run(a.target)
+        model = run.model
+        if not hasattr(model, "backbone") or not hasattr(model, "prepare_input"):
+            raise GenlabError(f"{a.target}: a {run.model_name} run; genlab inspect needs a classifier run "
+                              "(genlab train classifier ...) or --backbone NAME")
+        bb, prepare = model.backbone, model.prepare_input
+        title = f"{run.path.name}: {model.config.backbone}"
+    if a.list_layers:
+        print("\n".join(ins.list_layers(bb)))
+        return 0
+    if not a.out:
+        raise GenlabError("--out: name the folder for the pictures, e.g. --out inspect/")
+    layers = [n.strip() for n in a.layers.split(",") if n.strip()] if a.layers else None
+    if a.layers is not None and not layers:
+        raise GenlabError("--layers: expected comma-separated layer names, e.g. --layers stem,layer1")
+    image = None
+    if image_path is not None and a.backbone:
+        image = ins.read_image(bb, image_path)
+    elif image_path is not None:
+        from .transfer.use import read_run_images
+
+        image = read_run_images(run, [image_path])
+    for path in ins.inspect_to_dir(bb, a.out, image, prepare=prepare, layers=layers, channels=a.channels,
+                                   panel=a.panel, title=title):
+        print(path)
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
 
@@ -751,7 +932,8 @@ def cmd_bench(a) -> int:
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "metrics": cmd_metrics,
             "report": cmd_report, "encode": cmd_encode, "classify": cmd_classify, "embed": cmd_embed,
-            "denoise": cmd_denoise, "anomaly": cmd_anomaly, "demo": cmd_demo, "bench": cmd_bench}
+            "denoise": cmd_denoise, "anomaly": cmd_anomaly, "demo": cmd_demo,
+            "predict": cmd_predict, "features": cmd_features, "inspect": cmd_inspect, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -133,6 +134,10 @@ class Run:
         from .evaluate import evaluate
 
         out = evaluate(self.model, self.data(root), split, iwae_k=iwae_k, **kw)
+        if hasattr(self.model, "num_stages"):  # classifiers: per-class precision/recall and the confusion matrix
+            from .transfer.classifier import classification_report
+
+            out.update(classification_report(self.model, self.data(root), split))
         name = self.data_config.name
         if sample_metrics and getattr(self.model, "generative", False) and name in SAMPLE_EXTRACTORS:
             from .metrics.api import compute_metrics
@@ -239,6 +244,32 @@ def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
                     "collapse": (f"{modes['modes_hit']} of {k} classes" if modes["modes_hit"] <= k / 2 else None)}
         return probe
     return None
+
+
+def fit_probe(model, data: Dataset, cfg: TrainConfig, run_dir: Path, progress: bool = False) -> dict:
+    """Train a linear probe: the frozen backbone's features of the training split computed once,
+    then the head fitted on them; the run directory gets the same files as an engine run."""
+    from .io import append_jsonl
+    from .train import checkpoint as ckpt
+    from .train.engine import resolve_device
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = resolve_device(cfg.device)
+    model.to(dev)
+    t0 = time.perf_counter()
+    x, y = data.eval_inputs("train")
+    feats = model.features(x, progress=progress)
+    t_feat = time.perf_counter() - t0
+    log = lambda rec: append_jsonl(run_dir / "metrics.jsonl", rec)  # noqa: E731
+    torch.manual_seed(cfg.seed)
+    steps = model.fit_probe(feats, data.train.y.cpu(), cfg, log)
+    seconds = time.perf_counter() - t0
+    log({"step": steps, "epoch": 1.0, "split": "epoch", "epoch_seconds": round(seconds, 3),
+         "feature_seconds": round(t_feat, 3)})
+    ckpt.save_checkpoint(run_dir, model, {"step": steps, "epoch": 1, "optimizer": {}, "rng": {"torch": torch.get_rng_state()},
+                                          "elapsed": seconds, "total_steps": steps, "probe": True})
+    return {"steps": steps, "epochs": 1.0, "seconds": seconds, "steps_per_epoch": steps, "final_loss": float("nan")}
 
 
 def build_model(name: str, model_config: dict, shape, value_range, where: str = "model"):
@@ -385,8 +416,21 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
             raise ConfigError(f"--out {run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
 
     ds = load_data(data_cfg)
+    from .registry import MODELS
+
+    model_cls = MODELS.get(model)
+    if getattr(model_cls, "labelled_only", False) and ds.train.y is not None:
+        keep = torch.nonzero(ds.train.y >= 0).flatten()
+        if len(keep) < len(ds.train):  # data.labels_per_class: a classifier has no use for the rest
+            ds.train = ds.train.subset(keep)
+    if not resume and hasattr(model_cls, "prepare_config"):  # fields that come from the data (classes, auto strategy)
+        model_cfg, msg = model_cls.prepare_config(model_cfg, ds)
+        if msg:
+            print(f"genlab: {msg}", file=sys.stderr)
     torch.manual_seed(train_cfg.seed)  # the same seed gives the same initial weights
     m = build_model(model, model_cfg, ds.shape, ds.value_range, where=f"model {model}")
+    if not resume and hasattr(m, "init_weights"):  # pretrained weights: a new run only
+        m.init_weights()
     full_model_cfg = asdict(m.config)
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -395,6 +439,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
             "data": asdict(data_cfg), "train": asdict(train_cfg),
             "shape": list(ds.shape), "value_range": list(ds.value_range),
             "num_params": sum(p.numel() for p in m.parameters()),
+            **({"weights_source": m.weights_source} if hasattr(m, "weights_source") else {}),
         })
     else:
         cfg = json.loads((run_dir / CONFIG).read_text())
@@ -404,14 +449,23 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     from .train.engine import resolve_device
 
     ds = ds.to(resolve_device(train_cfg.device))  # once: fit and the final evaluation share it
-    summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
-                  on_epoch_end=write_progress_grids(run_dir, ds),
-                  quality=quality_probe(m, ds, data_cfg.name) if train_cfg.quality_every else None)
+    if getattr(m, "trains_directly", False):  # the linear probe: features once, then the head
+        if resume:
+            raise ConfigError(f"--resume: {run_dir} is a linear probe, trained in one pass; start a new run")
+        summary = fit_probe(m, ds, train_cfg, run_dir, progress=progress)
+    else:
+        summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
+                      on_epoch_end=write_progress_grids(run_dir, ds),
+                      quality=quality_probe(m, ds, data_cfg.name) if train_cfg.quality_every else None)
     if evaluate_at_end:
         from .evaluate import evaluate
 
         res = evaluate(m, ds, "test")
         res.update(mixture_metrics(m, data_cfg.name))
+        if hasattr(m, "num_stages"):  # classifiers: per-class precision/recall and the confusion matrix
+            from .transfer.classifier import classification_report
+
+            res.update(classification_report(m, ds, "test"))
         res["train_seconds"] = round(summary["seconds"], 3)
         res["steps"] = summary["steps"]
         atomic_write_json(run_dir / "eval.json", res)

@@ -13,9 +13,27 @@ from .builtin import stratified_split
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def _read_folder(root: Path, size: int, grayscale: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_square(p: Path, size: int, mode: str) -> np.ndarray:
+    """An image file as a uint8 (C, size, size) array: converted to ``mode`` ("L" or "RGB"), the
+    short side resized to ``size`` (bilinear), then a centred square cropped. An unreadable file
+    raises a DataError naming it."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(p) as im:
+            im = im.convert(mode)
+            w, h = im.size
+            s = size / min(w, h)
+            im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DataError(f"{p}: cannot read image ({e})") from None
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def _read_folder(root: Path, size: int, grayscale: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DataError(f"{root}: expected one subfolder per class (e.g. {root}/cats/001.png), found none")
@@ -24,20 +42,7 @@ def _read_folder(root: Path, size: int, grayscale: bool) -> tuple[np.ndarray, np
     for ci, cname in enumerate(classes):
         files = sorted(p for p in (root / cname).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
         for p in files:
-            try:
-                with Image.open(p) as im:
-                    im = im.convert(mode)
-                    # resize the short side to `size`, then centre-crop a square
-                    w, h = im.size
-                    s = size / min(w, h)
-                    im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                    w, h = im.size
-                    left, top = (w - size) // 2, (h - size) // 2
-                    im = im.crop((left, top, left + size, top + size))
-                    a = np.asarray(im, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{p}: cannot read image ({e})") from None
-            xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            xs.append(read_square(p, size, mode))
             ys.append(ci)
     if not xs:
         raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_EXTS))}) in its class subfolders")

@@ -53,15 +53,19 @@ METRIC_HELP = {
     "modes": "modes covered: mixture components with at least one high-quality sample (within 3 std of its mean); on stacked-mnist the digit triples predicted for at least one sample (higher is better)",
     "num_modes": "modes of the data: the mixture's components (1000 digit triples on stacked-mnist)",
     "reverse_kl": "KL(q || p) of the histogram q of high-quality samples over the modes against the uniform mixture weights p, nats; log(num_modes) when no sample is high quality (lower is better)",
+    # classifiers
+    "accuracy": "share of test images whose most probable class is the true one (higher is better)",
+    "xent": "cross-entropy of the predicted class probabilities, nats per image (lower is better)",
     # GANs
     "d_real": "mean D(x) on the test data (a probability for d_loss=bce, a raw critic score otherwise): a diagnostic of the discriminator, not a score of the samples",
 }
-METRIC_ORDER = ["nll_iwae", "nelbo", "kl", "bce", "sse", "mse", "psnr", "ssim",
+METRIC_ORDER = ["accuracy", "xent", "nll_iwae", "nelbo", "kl", "bce", "sse", "mse", "psnr", "ssim",
                 "fid", "kid_mean", "kid_std", "is_mean", "is_std", "modes_hit", "modes", "num_modes",
                 "high_quality", "modes_high_quality", "kl_to_uniform", "channel_kl", "reverse_kl", "d_real", "n", "n_samples", "iwae_k", "extractor"]
-LOWER_IS_BETTER = ("nll_iwae", "nelbo", "bce", "sse", "mse", "fid", "kid_mean", "kl_to_uniform", "channel_kl", "reverse_kl")
-HIGHER_IS_BETTER = ("psnr", "ssim", "is_mean", "modes_hit", "modes", "modes_high_quality", "high_quality")
+LOWER_IS_BETTER = ("xent", "nll_iwae", "nelbo", "bce", "sse", "mse", "fid", "kid_mean", "kl_to_uniform", "channel_kl", "reverse_kl")
+HIGHER_IS_BETTER = ("accuracy", "psnr", "ssim", "is_mean", "modes_hit", "modes", "modes_high_quality", "high_quality")
 TRAINING_KEYS = ("train_seconds", "steps")
+CLASSIFICATION_KEYS = ("per_class", "confusion", "class_names")  # shown in their own section
 
 
 def test_metrics(run, data=None, data_root: str | None = None) -> dict:
@@ -79,14 +83,19 @@ def test_metrics(run, data=None, data_root: str | None = None) -> dict:
     from ..evaluate import evaluate
     from ..run import mixture_metrics
 
-    out = evaluate(run.model, data if data is not None else run.data(data_root), "test")
+    data = data if data is not None else run.data(data_root)
+    out = evaluate(run.model, data, "test")
     out.update(mixture_metrics(run.model, run.data_config.name))
+    if getattr(run.model, "classifies", False):
+        from ..transfer.classifier import classification_report
+
+        out.update(classification_report(run.model, data, "test"))
     return out
 
 
 def _metrics_table(metrics: dict) -> str:
     keys = [k for k in METRIC_ORDER if k in metrics]
-    keys += sorted(k for k in metrics if k not in keys and k not in TRAINING_KEYS)
+    keys += sorted(k for k in metrics if k not in keys and k not in TRAINING_KEYS and k not in CLASSIFICATION_KEYS)
     rows = [(k, H.fmt(metrics[k]), METRIC_HELP.get(k, "")) for k in keys]
     return H.table(["metric", "value", "meaning"], rows, num_cols=[1], note_cols=[2])
 
@@ -211,6 +220,9 @@ def render_report(run, metrics: dict, figures: dict[str, bytes], records: list[d
     body += ["<h2>Test metrics</h2>", f"<p>{H.esc(intro + (' ' + direction if direction else ''))}</p>",
              _metrics_table(metrics)]
 
+    if "confusion" in metrics:
+        body += _classification_section(run, metrics, figures)
+
     body.append("<h2>Training</h2>")
     summary = _training_summary(run, metrics, records)
     if summary:
@@ -299,6 +311,28 @@ def render_report(run, metrics: dict, figures: dict[str, bytes], records: list[d
     return H.page(f"genlab report: {title}", "\n".join(body))
 
 
+def _classification_section(run, metrics: dict, figures: dict[str, bytes]) -> list[str]:
+    """How the classifier was made (backbone, weights, strategy and why) and how it does per
+    class: precision, recall, F1 and the confusion matrix."""
+    mc = run.config.get("model_config", {})
+    strategy = mc.get("chosen_strategy") or mc.get("strategy", "?")
+    how = (f"Backbone {mc.get('backbone', '?')}, weights: {run.config.get('weights_source', mc.get('weights', '?'))}. "
+           f"Strategy {strategy}")
+    if mc.get("strategy") == "auto" and mc.get("strategy_reason"):
+        how += f", chosen by auto: a {mc['strategy_reason']}"
+    out = ["<h2>Classification</h2>", f"<p>{H.esc(how + '.')}</p>"]
+    rows = [(r["class"], H.fmt(r["precision"]), H.fmt(r["recall"]), H.fmt(r["f1"]), r["support"])
+            for r in metrics.get("per_class", [])]
+    if rows:
+        out.append(H.table(["class", "precision", "recall", "F1", "test images"], rows, num_cols=[1, 2, 3, 4]))
+    if "confusion" in figures:
+        out.append(H.figure(figures["confusion"], "confusion matrix",
+                            "Confusion matrix on the test split: row = true class, column = predicted class; the "
+                            "number is the count of test images, the shade the share of the true class (the "
+                            "diagonal is each class's recall)."))
+    return out
+
+
 def _class_names(run, data=None) -> list[str] | None:
     data = data if data is not None else getattr(run, "_data", None)
     return list(data.classes) if data is not None and data.classes else None
@@ -320,5 +354,10 @@ def write_report(run, out: str | Path | None = None, data_root: str | None = Non
     metrics = test_metrics(run, data, data_root)
     records = run.metrics()
     figures = report_figures(run, data, records)
+    if "confusion" in metrics:
+        from .plots import confusion_png
+
+        figures["confusion"] = confusion_png(metrics["confusion"], metrics.get("class_names") or
+                                             [str(i) for i in range(len(metrics["confusion"]))])
     atomic_write_text(out, render_report(run, metrics, figures, records, data))
     return out

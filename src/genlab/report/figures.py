@@ -32,7 +32,8 @@ N_SCATTER = 2500  # samples in the scatter plot of 2-D data (PacGAN's number)
 
 
 def has_encoder(model) -> bool:
-    return type(model).encode is not GenModel.encode
+    """An autoencoder-like model (a classifier's ``encode`` gives features, not codes to decode)."""
+    return type(model).encode is not GenModel.encode and not getattr(model, "classifies", False)
 
 
 def is_image_shape(shape) -> bool:

@@ -258,3 +258,31 @@ def scatter2d_png(x, means=None, std: float | None = None, labels=None, ref=None
     if handles:
         ax.legend(fontsize=8, frameon=False, loc="upper right")
     return _save(fig)
+
+
+def confusion_png(confusion: list[list[int]], names: list[str]) -> bytes:
+    """A confusion matrix (rows: true class, columns: predicted), each row shaded by its share
+    of the true class (recall on the diagonal) and labelled with its count."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    cm = np.asarray(confusion, dtype=np.int64)
+    k = len(cm)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    side = min(2.0 + 0.45 * k, 11.0)
+    fig = Figure(figsize=(side + 1.2, side), dpi=100, layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7 if k > 12 else 8,
+                            color="white" if share[i, j] > 0.5 else "black")
+    labels = [n if len(n) <= 12 else n[:11] + "." for n in names]
+    ax.set_xticks(range(k), labels, rotation=60 if k > 5 else 0, ha="right" if k > 5 else "center", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class")
+    return _save(fig)

@@ -30,7 +30,7 @@ class TrainConfig:
     steps: int = field(0, "optimizer steps instead of epochs")
     batch_size: int = field(128, "examples per step")
     lr: float = field(1e-3, "learning rate")
-    optimizer: str = choice("adam", ("adam", "adamw", "sgd"), "optimizer")
+    optimizer: str = choice("adam", ("adam", "adamw", "sgd", "adadelta"), "optimizer (adadelta: rho 0.95, eps 1e-7, Keras' classic setting; use lr=1.0)")
     weight_decay: float = field(0.0, "weight decay")
     adam_eps: float = field(1e-8, "Adam/AdamW epsilon")
     schedule: str = choice("constant", ("constant", "cosine"), "learning-rate schedule over the run (cosine: from lr down to min_lr)")
@@ -106,6 +106,8 @@ def _make_optimizer(params, cfg: TrainConfig, lr: float, betas) -> torch.optim.O
             return cls(params, fused=True, **kw)
         except (RuntimeError, TypeError, ValueError):
             return cls(params, **kw)
+    if cfg.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=1e-7, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
