@@ -351,8 +351,8 @@ def build_parser() -> Parser:
                        "(the first convolution's filters, each min-max normalised on its own, enlarged). With an "
                        "IMAGE also DIR/input.png and DIR/features-LAYER.png for each layer: the first K channels of "
                        "its activation, each min-max normalised, from one forward pass in eval mode; --panel adds "
-                       "DIR/panel.png, the image and 8 channels of an early, a middle and the last stage in one "
-                       "figure. A layer is a stage name (stem, layer1, ...: the output of the stage) or any module "
+                       "DIR/panel.png, the image and the first min(K, 8) channels of an early, a middle and the last "
+                       "stage (or of --layers) in one figure. A layer is a stage name (stem, layer1, ...: the output of the stage) or any module "
                        "name of the network (layer2.0.conv1, features.3); see --list-layers. With RUN_DIR (a "
                        "classifier run) the run's network is used and IMAGE is read as its training images were; "
                        "with --backbone a fresh backbone, IMAGE read as RGB (grey for 1-channel backbones), the "
@@ -370,7 +370,7 @@ def build_parser() -> Parser:
     s.add_argument("--download", action="store_true", help="with --backbone: allow downloading ImageNet weights missing from the torch hub cache")
     s.add_argument("--layers", metavar="A,B,...", help="comma-separated stage or module names (default: every stage)")
     s.add_argument("--channels", type=int, default=16, metavar="K", help="channels shown per layer (default 16)")
-    s.add_argument("--panel", action="store_true", help="also write DIR/panel.png: input and 8 channels of several layers in one figure")
+    s.add_argument("--panel", action="store_true", help="also write DIR/panel.png: the image and min(K, 8) channels of several layers in one figure")
     s.add_argument("--list-layers", action="store_true", help="print the stage names, then every module name with its type, and exit")
     s.add_argument("--out", metavar="DIR", help="folder for the PNG files (required unless --list-layers)")
 
