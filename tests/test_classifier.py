@@ -238,3 +238,27 @@ def test_list_backbones(capsys):
     out = capsys.readouterr().out
     for name in ("small-cnn", "resnet18", "inception_v3", "efficientnet_lite0", "vgg16_bn", "mobilenet_v3_small"):
         assert name in out
+
+
+def test_a_folder_of_images_in_one_command(tmp_path, capsys):
+    """The practitioner's case: a folder with one subfolder per class, trained, then predicted."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    for name, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            a = rng.integers(0, 60, (40, 50, 3)).astype(np.uint8)     # noise, a different size per file
+            a[10:30, 12:38] = colour
+            Image.fromarray(a).save(root / name / f"{i}.png")
+    rc = main(["train", "classifier", "--data", f"folder:{root}", "--backbone", "resnet18", "--weights", "none",
+               "--strategy", "finetune", "--steps", "15", "--batch-size", "16", "--set", "image_size=32",
+               "data.image_size=32", "--out", str(tmp_path / "r"), "-q"])
+    assert rc == 0
+    ev = json.loads((tmp_path / "r" / "eval.json").read_text())
+    assert ev["class_names"] == ["blue", "red"] and ev["accuracy"] == 1.0      # colour alone separates them
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "r"), str(root / "red" / "0.png"), str(root / "blue" / "3.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split(": ")[1].startswith("red") and lines[1].split(": ")[1].startswith("blue")

@@ -947,6 +947,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genlab {a.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `genlab ... | head`: the reader left; not an error of genlab's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:  # a bug in genlab, not bad input
         if os.environ.get("GENLAB_DEBUG"):
             raise
