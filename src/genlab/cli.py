@@ -80,7 +80,7 @@ def build_parser() -> Parser:
     s = sub.add_parser("list", help="list registered models or data sets", formatter_class=_formatter,
                        description="Print the registry: one line per model or data set, with a description.")
     s.add_argument("what", choices=["models", "datasets", "extractors", "backbones"], help="models, datasets, extractors or backbones")
-    s.add_argument("-v", "--verbose", action="store_true", help="also list each model's config fields and defaults")
+    s.add_argument("-v", "--verbose", action="store_true", help="also list each model's config fields and defaults (backbones: their stages, as freeze:N counts them)")
 
     # train
     s = sub.add_parser("train", help="train a model; prints the run directory", formatter_class=_formatter,
@@ -407,6 +407,11 @@ def cmd_list(a) -> int:
         else:
             from .transfer.backbones import list_backbones as lister
         rows = lister()
+        if a.what == "backbones" and a.verbose:  # the stages freeze:N counts (builds each network, random init)
+            from .transfer.backbones import build_backbone
+
+            rows = [(n, d + ("" if n.startswith("timm:") else "\n    stages: " + ", ".join(
+                s for s, _ in build_backbone(n, 2, "none").stages()))) for n, d in rows]
         width = max(len(n) for n, _ in rows)
         for name, desc in rows:
             print(f"{name:<{width}}  {desc}")
