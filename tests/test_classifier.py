@@ -262,3 +262,29 @@ def test_a_folder_of_images_in_one_command(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "r"), str(root / "red" / "0.png"), str(root / "blue" / "3.png")]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split(": ")[1].startswith("red") and lines[1].split(": ")[1].startswith("blue")
+
+
+def test_gradual_run_resumes_exactly(tmp_path, monkeypatch):
+    """A classifier run that crashes and is resumed (here gradual unfreezing: the frozen set
+    changes with the step) ends with the same weights, bit for bit, as one that never stopped."""
+    from safetensors.torch import load_file
+
+    from genlab.data import Dataset
+
+    sets = {"backbone": "small-cnn", "weights": "none", "strategy": "gradual", "train.checkpoint_every": 4}
+    genlab.train("classifier", "digits", out=tmp_path / "a", steps=12, batch_size=32, set=sets)
+    real, calls = Dataset.prepare, {"n": 0}
+
+    def crashing(self, x, train):
+        calls["n"] += train
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(self, x, train)
+
+    monkeypatch.setattr(Dataset, "prepare", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        genlab.train("classifier", "digits", out=tmp_path / "b", steps=12, batch_size=32, set=sets)
+    monkeypatch.setattr(Dataset, "prepare", real)
+    genlab.train(out=tmp_path / "b", resume=True)    # from the checkpoint at step 4, in phase 2 of 3
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
