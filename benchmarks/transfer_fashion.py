@@ -30,7 +30,7 @@ def run(ctx) -> dict:
     backbone = ctx.param("backbone", "efficientnet_lite0")
     size = ctx.param("image_size", 112, quick=32)
     sizes = ctx.param("sizes", [10, 100, 1000], quick=[10])
-    epochs = ctx.param("epochs", 3, quick=1)
+    epochs = ctx.param("epochs", 1)
     min_steps = ctx.param("min_steps", 150, quick=3)
     batch = ctx.param("batch", 32, quick=8)
     lr = ctx.param("lr", 3e-4)

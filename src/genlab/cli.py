@@ -374,6 +374,58 @@ def build_parser() -> Parser:
     s.add_argument("--list-layers", action="store_true", help="print the stage names, then every module name with its type, and exit")
     s.add_argument("--out", metavar="DIR", help="folder for the PNG files (required unless --list-layers)")
 
+    # stylize
+    s = sub.add_parser("stylize", help="neural style transfer: CONTENT painted in the style of STYLE",
+                       formatter_class=_formatter,
+                       usage="genlab stylize CONTENT STYLE --out OUT.png [--size PX] [--preset P] [--steps N] "
+                       "[--optimizer lbfgs|adam] [--preserve-color] [--scales N] [options]",
+                       description="Neural style transfer (Gatys et al. 2016): optimise the pixels of an image so "
+                       "that a pretrained network's features at the content layers match CONTENT's (content loss "
+                       "1/2 mean (F - P)^2) and the Gram matrices of its features at the style layers match STYLE's "
+                       "(style loss: weighted mean squared difference of Grams F F^T / (C H W)), plus a total-variation "
+                       "penalty. Presets: lectures (VGG16; content block2_conv2; style block1_conv2, block2_conv2, "
+                       "block3_conv3, block4_conv3, block5_conv3), gatys (VGG19 with average pooling; content "
+                       "conv4_2, style conv1_1 ... conv5_1, rectified as in Gatys' Caffe net: relu4_2, relu1_1 ... "
+                       "relu5_1) and lite0 (efficientnet_lite0, whose ImageNet weights "
+                       "ship with genlab[offline]). VGG weights are read from the torch hub cache, a --weights file, "
+                       "or fetched with --download; nothing is downloaded otherwise. Writes OUT.png, OUT-loss.png "
+                       "(loss curves, log scale) and OUT-panel.png (content | style | result), prints their paths, "
+                       "and a summary (final losses, seconds per iteration) on stderr.",
+                       epilog="""examples:
+  genlab stylize photo.jpg starry.jpg --out out.png --size 256          # lectures preset, VGG16 from the hub cache
+  genlab stylize photo.jpg starry.jpg --out out.png --preset lite0      # works offline with genlab[offline]
+  genlab stylize photo.jpg starry.jpg --out out.png --preset gatys --weights vgg19.pth --scales 3 --size 512
+  genlab stylize photo.jpg starry.jpg --out out.png --preserve-color --init noise --steps 500
+  genlab stylize photo.jpg starry.jpg --out out.png --style-layers block1_conv2,block3_conv3 --style-weight 1e7
+
+Layers: on VGG the Keras names blockB_convC (ReLU outputs), the Gatys names convB_C (before the ReLU) and
+reluB_C, or torchvision module names (features.8); on other backbones stage or module names (genlab inspect
+--backbone NAME --list-layers). --random-weights uses an untrained network: for tests and timing only.
+""")
+    s.add_argument("content", metavar="CONTENT", help="the content image (png, jpg, ...)")
+    s.add_argument("style", metavar="STYLE", help="the style image")
+    s.add_argument("--out", required=True, metavar="OUT.png", help="the result; OUT-loss.png and OUT-panel.png go beside it")
+    s.add_argument("--size", type=int, default=256, metavar="PX", help="the result's longer side; aspect ratio kept, the style image resized to the same longer side (default 256)")
+    s.add_argument("--preset", default="lectures", choices=["lectures", "gatys", "lite0"], help="network, layers and weights (default lectures)")
+    s.add_argument("--backbone", metavar="NAME", help="another network than the preset's (genlab list backbones); give its layers too")
+    s.add_argument("--weights", metavar="PATH", help="a local .pth/.safetensors state dict instead of the cached ImageNet weights")
+    s.add_argument("--download", action="store_true", help="allow downloading ImageNet weights missing from the torch hub cache")
+    s.add_argument("--content-layers", metavar="A,B", help="comma-separated content layers (default: the preset's)")
+    s.add_argument("--style-layers", metavar="A,B,...", help="comma-separated style layers, equally weighted (default: the preset's)")
+    s.add_argument("--content-weight", type=float, metavar="A", help="weight of the content loss (default: the preset's, 1)")
+    s.add_argument("--style-weight", type=float, metavar="B", help="weight of the style loss (default: the preset's, 1e6)")
+    s.add_argument("--tv-weight", type=float, metavar="C", help="weight of the total-variation loss, mean squared neighbour difference (default: the preset's)")
+    s.add_argument("--optimizer", default="lbfgs", choices=["lbfgs", "adam"], help="lbfgs (default) or adam (lr 0.02)")
+    s.add_argument("--steps", type=int, default=200, metavar="N",
+                   help="per scale: L-BFGS iterations, each exactly one loss evaluation (forward + backward; no line "
+                   "search), or Adam steps (default 200)")
+    s.add_argument("--init", default="content", choices=["content", "noise", "style"], help="starting image (default content)")
+    s.add_argument("--preserve-color", action="store_true", help="luminance-only transfer: keep the content's colours (YIQ chroma)")
+    s.add_argument("--scales", type=int, default=1, metavar="N", help="coarse to fine: N sizes from PX/2^(N-1) to PX, each started from the last (default 1)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the noise init and of --random-weights (default 0)")
+    s.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (default: cuda when available)")
+    s.add_argument("--random-weights", action="store_true", help="an untrained network: results are meaningless (tests, speed measurements)")
+
     # demo
     s = sub.add_parser("demo", help="the main job: train, evaluate and report on embedded data", formatter_class=_formatter,
                        description="Train a VAE and an autoencoder on scikit-learn's digits (no download, a few "
@@ -907,6 +959,45 @@ def cmd_inspect(a) -> int:
     return 0
 
 
+def cmd_stylize(a) -> int:
+    import warnings
+
+    from .style.files import output_paths, write_stylize_files
+    from .style.nst import load_image, stylize
+    from .transfer.backbones import WeightsError
+
+    out = Path(a.out)
+    if out.suffix.lower() != ".png":
+        raise GenlabError(f"--out {out}: expected a file name ending in .png")
+    if any(p.exists() and p.is_dir() for p in output_paths(out)):
+        raise GenlabError(f"--out {out}: a folder of that name exists")
+    content, style = load_image(a.content), load_image(a.style)
+    try:
+        with warnings.catch_warnings():  # the random-weights warning, once the inputs are checked
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *_a, **_k: print(f"genlab stylize: warning: {message}",
+                                                                     file=sys.stderr)
+            result, h = stylize(content, style, preset=a.preset, backbone=a.backbone, weights=a.weights,
+                                allow_download=a.download, content_layers=a.content_layers,
+                                style_layers=a.style_layers, content_weight=a.content_weight,
+                                style_weight=a.style_weight, tv_weight=a.tv_weight, optimizer=a.optimizer,
+                                steps=a.steps, init=a.init, size=a.size, preserve_color=a.preserve_color,
+                                scales=a.scales, seed=a.seed, random_weights=a.random_weights, device=a.device)
+    except WeightsError as e:
+        hint = "" if a.preset == "lite0" or a.weights else "; or --preset lite0, which runs offline"
+        raise GenlabError(f"{e}{hint}") from None
+    n, secs, f = h["evaluations"], h["seconds"][-1], h["final"]
+    title = (f"{a.preset}: {h['backbone']}{' (random weights)' if a.random_weights else ''}, {a.optimizer}, "
+             f"{'x'.join(map(str, reversed(h['sizes'][-1])))} px")
+    for path in write_stylize_files(out, result, content, style, h, title):
+        print(path)
+    what = "L-BFGS iterations" if a.optimizer == "lbfgs" else "Adam steps"
+    print(f"stylize: {title}; {n} {what} over {len(h['sizes'])} scale(s) in {secs:.1f} s ({secs / n:.3f} s/iteration); "
+          f"final loss {f['total']:.4g} = content {f['content']:.4g} + style {f['style']:.4g} + tv {f['tv']:.4g}",
+          file=sys.stderr)
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
 
@@ -938,7 +1029,8 @@ def cmd_bench(a) -> int:
 COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "metrics": cmd_metrics,
             "report": cmd_report, "encode": cmd_encode, "classify": cmd_classify, "embed": cmd_embed,
             "denoise": cmd_denoise, "anomaly": cmd_anomaly, "demo": cmd_demo,
-            "predict": cmd_predict, "features": cmd_features, "inspect": cmd_inspect, "bench": cmd_bench}
+            "predict": cmd_predict, "features": cmd_features, "inspect": cmd_inspect, "stylize": cmd_stylize,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
