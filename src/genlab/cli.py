@@ -107,6 +107,7 @@ def build_parser() -> Parser:
     c.add_argument("--strategy", metavar="S", help="model.strategy: linear-probe, freeze:N, finetune, discriminative, gradual or auto (default)")
     c.add_argument("--weights", metavar="PATH", help="model.weights: imagenet, none, or a .pth/.safetensors state dict (default auto: imagenet where the backbone has them)")
     c.add_argument("--labels-per-class", type=int, metavar="N", help="data.labels_per_class: train on N labelled images per class")
+    c.add_argument("--style", metavar="PATH", help="model.style (style-net only): the style image, e.g. genlab train style-net --style starry.jpg --data folder:photos --set image_size=256")
 
     # eval
     s = sub.add_parser("eval", help="evaluate a run on the test split", formatter_class=_formatter,
@@ -378,7 +379,8 @@ def build_parser() -> Parser:
     s = sub.add_parser("stylize", help="neural style transfer: CONTENT painted in the style of STYLE",
                        formatter_class=_formatter,
                        usage="genlab stylize CONTENT STYLE --out OUT.png [--size PX] [--preset P] [--steps N] "
-                       "[--optimizer lbfgs|adam] [--preserve-color] [--scales N] [options]",
+                       "[--optimizer lbfgs|adam] [--preserve-color] [--scales N] [options]\n"
+                       "       genlab stylize --net RUN_DIR IMAGE... --out DIR_OR_FILE.png [--size PX] [--device DEV]",
                        description="Neural style transfer (Gatys et al. 2016): optimise the pixels of an image so "
                        "that a pretrained network's features at the content layers match CONTENT's (content loss "
                        "1/2 mean (F - P)^2) and the Gram matrices of its features at the style layers match STYLE's "
@@ -397,15 +399,20 @@ def build_parser() -> Parser:
   genlab stylize photo.jpg starry.jpg --out out.png --preset gatys --weights vgg19.pth --scales 3 --size 512
   genlab stylize photo.jpg starry.jpg --out out.png --preserve-color --init noise --steps 500
   genlab stylize photo.jpg starry.jpg --out out.png --style-layers block1_conv2,block3_conv3 --style-weight 1e7
+  genlab stylize --net runs/starry a.jpg b.jpg --out styled/    # a trained style-net: one forward pass per image
+
+--net RUN_DIR: a feed-forward network trained with `genlab train style-net --style STYLE.jpg --data
+folder:PHOTOS` (Johnson et al. 2016) paints each IMAGE at its own size (or --size PX), writes OUT.png (one
+image) or DIR/STEM.png, prints their paths, and the milliseconds per image on stderr.
 
 Layers: on VGG the Keras names blockB_convC (ReLU outputs), the Gatys names convB_C (before the ReLU) and
 reluB_C, or torchvision module names (features.8); on other backbones stage or module names (genlab inspect
 --backbone NAME --list-layers). --random-weights uses an untrained network: for tests and timing only.
 """)
-    s.add_argument("content", metavar="CONTENT", help="the content image (png, jpg, ...)")
-    s.add_argument("style", metavar="STYLE", help="the style image")
-    s.add_argument("--out", required=True, metavar="OUT.png", help="the result; OUT-loss.png and OUT-panel.png go beside it")
-    s.add_argument("--size", type=int, default=256, metavar="PX", help="the result's longer side; aspect ratio kept, the style image resized to the same longer side (default 256)")
+    s.add_argument("inputs", nargs="*", metavar="CONTENT STYLE | IMAGE...", help="the content and the style image (png, jpg, ...); with --net, the images to stylise")
+    s.add_argument("--net", metavar="RUN_DIR", help="a trained style-net run: stylise the IMAGEs with it (no optimisation)")
+    s.add_argument("--out", required=True, metavar="OUT.png", help="the result; OUT-loss.png and OUT-panel.png go beside it (--net: OUT.png for one image, else a folder)")
+    s.add_argument("--size", type=int, metavar="PX", help="the result's longer side; aspect ratio kept, the style image resized to the same longer side (default 256; --net: each image's own size)")
     s.add_argument("--preset", default="lectures", choices=["lectures", "gatys", "lite0"], help="network, layers and weights (default lectures)")
     s.add_argument("--backbone", metavar="NAME", help="another network than the preset's (genlab list backbones); give its layers too")
     s.add_argument("--weights", metavar="PATH", help="a local .pth/.safetensors state dict instead of the cached ImageNet weights")
@@ -425,6 +432,82 @@ reluB_C, or torchvision module names (features.8); on other backbones stage or m
     s.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the noise init and of --random-weights (default 0)")
     s.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (default: cuda when available)")
     s.add_argument("--random-weights", action="store_true", help="an untrained network: results are meaningless (tests, speed measurements)")
+
+    # visualize
+    s = sub.add_parser("visualize", help="feature visualisation: the image a filter of a layer responds to most",
+                       formatter_class=_formatter,
+                       usage="genlab visualize --backbone NAME [--weights W | --random-weights] --layer L "
+                       "[--filter F | --filters K] --out OUT.png [--size PX] [--steps N] [--lr X] [--jitter PX] "
+                       "[--blur-every N] [--blur-sigma S] [--seed S]",
+                       description="Activation maximisation (the lectures' \"(almost) style transfer\"): starting "
+                       "from grey plus small random noise, gradient-ascend (Adam) the pixels of an image so that "
+                       "the mean activation of channel F of layer L of a frozen network is as high as possible, "
+                       "minus an optional L2 penalty. Regularisers keep it from becoming high-frequency noise: the "
+                       "image is rolled by a random offset of up to --jitter px at every step, blurred (Gaussian, "
+                       "--blur-sigma px) every --blur-every steps and clamped to [0, 1] (the network sees it "
+                       "normalised with its own mean and std). --filters K makes a grid of the first K filters, "
+                       "optimised together in one batch. Writes OUT.png atomically, prints its path, and the mean "
+                       "activation at the start and the end on stderr.",
+                       epilog="""examples:
+  genlab visualize --backbone vgg16 --layer block3_conv3 --filter 12 --out f12.png
+  genlab visualize --backbone efficientnet_lite0 --layer blocks_s8 --filters 16 --out lite0-s8.png --size 96
+  genlab visualize --backbone resnet18 --weights resnet18.pth --layer fc --filter 281 --steps 300 --out cat.png
+
+Layers: stage or module names (genlab inspect --backbone NAME --list-layers); on VGG also blockB_convC and
+convB_C / reluB_C. With ImageNet weights (the cached ones, or a file holding the 1000-class head) the head is
+kept, so --layer fc (classifier.6 on VGG) and --filter N show ImageNet class N. --random-weights uses an untrained network: for tests and timing only.
+""")
+    s.add_argument("--backbone", required=True, metavar="NAME", help="the network (genlab list backbones)")
+    s.add_argument("--weights", metavar="W", help="imagenet (default: the cached ImageNet weights) or a .pth/.safetensors file")
+    s.add_argument("--download", action="store_true", help="allow downloading ImageNet weights missing from the torch hub cache")
+    s.add_argument("--random-weights", action="store_true", help="an untrained network: shows nothing learned (tests, speed measurements)")
+    s.add_argument("--layer", required=True, metavar="L", help="the layer: a stage or module name, or a VGG Keras/Gatys name")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--filter", type=int, metavar="F", help="the channel to maximise (default 0)")
+    g.add_argument("--filters", type=int, metavar="K", help="a grid of the first K channels instead")
+    s.add_argument("--out", required=True, metavar="OUT.png", help="the image (a grid with --filters)")
+    s.add_argument("--size", type=int, default=128, metavar="PX", help="side of the square image (default 128)")
+    s.add_argument("--steps", type=int, default=100, metavar="N", help="Adam steps (default 100)")
+    s.add_argument("--lr", type=float, default=0.05, metavar="X", help="Adam learning rate, pixels in [0, 1] (default 0.05)")
+    s.add_argument("--jitter", type=int, default=4, metavar="PX", help="random roll of up to PX pixels per step (default 4; 0: none)")
+    s.add_argument("--blur-every", type=int, default=4, metavar="N", help="Gaussian blur every N steps (default 4; 0: none)")
+    s.add_argument("--blur-sigma", type=float, default=0.5, metavar="S", help="standard deviation of the blur in px (default 0.5)")
+    s.add_argument("--l2", type=float, default=0.0, metavar="W", help="weight of the penalty mean((x - 0.5)^2) (default 0)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the noise, the jitter and --random-weights (default 0)")
+    s.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (default: cuda when available)")
+
+    # attack
+    s = sub.add_parser("attack", help="adversarial examples (FGSM, PGD) against a classifier run: accuracy vs eps",
+                       formatter_class=_formatter,
+                       usage="genlab attack RUN_DIR --method fgsm|pgd --eps E[,E2,...] [--steps N] [--alpha A] [--n N] "
+                       "[--split test] [--data-root DIR] [--out DIR] [--json]",
+                       description="Attack a classifier run (genlab train classifier) with adversarial examples in "
+                       "the L-infinity ball of radius eps around each image, in the [0, 1] pixel space of the run's "
+                       "images (before the model's own resize and normalisation). FGSM (Goodfellow et al. 2015): one "
+                       "step x + eps * sign(gradient of the cross-entropy), clamped to [0, 1]. PGD (Madry et al. "
+                       "2018): a random start in the ball, then --steps sign-gradient steps of size --alpha (default "
+                       "2.5 * eps / steps), each projected onto the ball and [0, 1]. The model is in eval mode and "
+                       "its weights are not changed. For each eps the accuracy on the first N images of the split, "
+                       "clean and attacked, is printed as a table (one JSON object with --json); OUT/accuracy-vs-eps.png "
+                       "(the curve) and OUT/examples.png (clean images, attacked ones at the largest eps, the "
+                       "perturbation magnified) are written atomically.",
+                       epilog="""examples:
+  genlab attack runs/classifier-mnist --method fgsm --eps 0.05,0.1,0.2,0.3
+  genlab attack runs/classifier-mnist --method pgd --eps 0.1,0.3 --steps 40 --alpha 0.01 --n 1000 --json
+""")
+    s.add_argument("run", metavar="RUN_DIR", help="a classifier run")
+    s.add_argument("--method", required=True, choices=["fgsm", "pgd"], help="the attack")
+    s.add_argument("--eps", required=True, metavar="E[,E2,...]", help="comma-separated radii in pixel units (images in [0, 1])")
+    s.add_argument("--steps", type=int, metavar="N", help="pgd: steps (default 10)")
+    s.add_argument("--alpha", type=float, metavar="A", help="pgd: step size (default 2.5 * eps / steps)")
+    s.add_argument("--n", type=int, default=500, metavar="N", help="attack the first N images of the split (default 500)")
+    s.add_argument("--split", default="test", choices=["test", "val", "train"], help="split (default test)")
+    s.add_argument("--data-root", metavar="DIR", help="where the data set lives, if not where it was trained")
+    s.add_argument("--out", metavar="DIR", help="folder for the pictures (default RUN_DIR/attack-METHOD)")
+    s.add_argument("--examples", type=int, default=8, metavar="K", help="images shown in examples.png (default 8)")
+    s.add_argument("--seed", type=int, default=0, metavar="S", help="pgd: seed of the random start (default 0)")
+    s.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (default: where the run's model is, the CPU)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
     # demo
     s = sub.add_parser("demo", help="the main job: train, evaluate and report on embedded data", formatter_class=_formatter,
@@ -495,6 +578,13 @@ def cmd_train(a) -> int:
             if a.model != "classifier":
                 raise GenlabError(f"--{flag}: only the classifier model takes it (got model {a.model!r})")
             sets.append(f"{key}={json.dumps(value)}")
+    if a.style is not None:
+        if a.model != "style-net":
+            raise GenlabError(f"--style: only the style-net model takes it (got model {a.model!r})")
+        style = Path(a.style).expanduser()
+        if not style.is_file():
+            raise GenlabError(f"--style {a.style}: no such file")
+        sets.append(f"model.style={json.dumps(str(style.resolve()))}")
     if a.labels_per_class is not None:
         sets.append(f"data.labels_per_class={a.labels_per_class}")
     run = train(a.model, a.data, out=a.out, config=a.config, set=sets, resume=a.resume, epochs=a.epochs,
@@ -966,6 +1056,34 @@ def cmd_stylize(a) -> int:
     from .style.nst import load_image, stylize
     from .transfer.backbones import WeightsError
 
+    if a.net is not None:  # a trained feed-forward network (style-net): one forward pass per image
+        from .run import load_run
+        from .style.net import stylize_files
+
+        stray = [flag for flag, given in (
+            ("--preset", a.preset != "lectures"), ("--backbone", a.backbone), ("--weights", a.weights),
+            ("--download", a.download), ("--content-layers", a.content_layers), ("--style-layers", a.style_layers),
+            ("--content-weight", a.content_weight is not None), ("--style-weight", a.style_weight is not None),
+            ("--tv-weight", a.tv_weight is not None), ("--optimizer", a.optimizer != "lbfgs"),
+            ("--steps", a.steps != 200), ("--init", a.init != "content"), ("--preserve-color", a.preserve_color),
+            ("--scales", a.scales != 1), ("--seed", a.seed != 0), ("--random-weights", a.random_weights)) if given]
+        if stray:
+            raise GenlabError(f"{stray[0]}: belongs to CONTENT STYLE mode; --net uses the trained network as it is")
+        if not a.inputs:
+            raise GenlabError("--net: name the images to stylise, e.g. genlab stylize --net RUN_DIR a.jpg --out a-styled.png")
+        run = load_run(a.net)
+        if run.model_name != "style-net":
+            raise GenlabError(f"--net {a.net}: a {run.model_name} run; expected a style-net run (genlab train style-net ...)")
+        for r in stylize_files(run.model, a.inputs, a.out, size=a.size, device=a.device):
+            print(r["output"])
+            print(f"stylize: {r['input']} -> {r['output']}  {r['size'][0]}x{r['size'][1]} px  {r['ms']:.1f} ms",
+                  file=sys.stderr)
+        return 0
+    if len(a.inputs) != 2:
+        raise GenlabError(f"expected CONTENT STYLE (two images), got {len(a.inputs)}; or --net RUN_DIR IMAGE... "
+                          "to use a trained style-net")
+    a.content, a.style = a.inputs
+    a.size = 256 if a.size is None else a.size
     out = Path(a.out)
     if out.suffix.lower() != ".png":
         raise GenlabError(f"--out {out}: expected a file name ending in .png")
@@ -995,6 +1113,71 @@ def cmd_stylize(a) -> int:
     print(f"stylize: {title}; {n} {what} over {len(h['sizes'])} scale(s) in {secs:.1f} s ({secs / n:.3f} s/iteration); "
           f"final loss {f['total']:.4g} = content {f['content']:.4g} + style {f['style']:.4g} + tv {f['tv']:.4g}",
           file=sys.stderr)
+    return 0
+
+
+def cmd_visualize(a) -> int:
+    import warnings
+
+    from .style.visualize import summary, visualize_layer, write_visualization
+
+    out = Path(a.out)
+    if out.suffix.lower() != ".png":
+        raise GenlabError(f"--out {out}: expected a file name ending in .png")
+    if out.is_dir():
+        raise GenlabError(f"--out {out}: a folder of that name exists")
+    if a.random_weights and a.weights:
+        raise GenlabError("--weights and --random-weights: choose one")
+    filters = a.filters if a.filters is not None else [0 if a.filter is None else a.filter]
+    with warnings.catch_warnings():  # the random-weights warning, as one line
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *_a, **_k: print(f"genlab visualize: warning: {message}",
+                                                                 file=sys.stderr)
+        # a missing weights file is a WeightsError naming it, --weights and --download: exit 2
+        images, h = visualize_layer(a.backbone, a.layer, filters, size=a.size, steps=a.steps, lr=a.lr,
+                                    jitter=a.jitter, blur_every=a.blur_every, blur_sigma=a.blur_sigma, l2=a.l2,
+                                    seed=a.seed, weights=a.weights, allow_download=a.download,
+                                    random_weights=a.random_weights, device=a.device)
+    write_visualization(out, images)
+    print(out)
+    print(summary(h), file=sys.stderr)
+    return 0
+
+
+def cmd_attack(a) -> int:
+    from .run import load_run
+    from .style.attack import accuracy_under_attack, classifier_of, parse_eps, write_attack_files
+
+    eps = parse_eps(a.eps)
+    if a.method == "fgsm":
+        for flag, value in (("--steps", a.steps), ("--alpha", a.alpha)):
+            if value is not None:
+                raise GenlabError(f"{flag}: belongs to --method pgd (FGSM is one step of size eps)")
+    if a.examples < 0:
+        raise GenlabError(f"--examples: expected a count >= 0, got {a.examples}")
+    run = load_run(a.run)
+    model = classifier_of(run)
+    out = Path(a.out) if a.out else run.path / f"attack-{a.method}"
+    if out.exists() and not out.is_dir():
+        raise GenlabError(f"--out {out}: exists and is not a folder")
+    steps = 10 if a.steps is None else a.steps
+    res = accuracy_under_attack(run, a.method, eps, a.n, split=a.split, data_root=a.data_root, steps=steps,
+                                alpha=a.alpha, seed=a.seed, examples=a.examples, device=a.device)
+    how = f"PGD, {steps} steps" if a.method == "pgd" else "FGSM"
+    title = f"{run.path.name}: {model.config.backbone}, {how}"
+    files = write_attack_files(out, res, model.config.class_names or None, title)
+    res.pop("examples", None)
+    res["files"] = [str(p) for p in files]
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    from .bench import format_table
+
+    print(f"{how} on {run.path} ({res['split']} split, first {res['n']} images; L-infinity eps in pixel units)")
+    print(format_table([{"eps": r["eps"], "clean_accuracy": r["clean_accuracy"],
+                         "attacked_accuracy": r["attacked_accuracy"]} for r in res["results"]]))
+    for p in files:
+        print(p)
     return 0
 
 
@@ -1030,7 +1213,7 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cm
             "report": cmd_report, "encode": cmd_encode, "classify": cmd_classify, "embed": cmd_embed,
             "denoise": cmd_denoise, "anomaly": cmd_anomaly, "demo": cmd_demo,
             "predict": cmd_predict, "features": cmd_features, "inspect": cmd_inspect, "stylize": cmd_stylize,
-            "bench": cmd_bench}
+            "visualize": cmd_visualize, "attack": cmd_attack, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,6 @@
-"""Bring your own data: ``folder:PATH`` (one subfolder per class) and ``npz:PATH``."""
+"""Bring your own data: ``folder:PATH`` (one subfolder per class, or a flat folder of images: one
+class named after the folder, for unlabelled images such as style-net's content photos) and
+``npz:PATH``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,12 +35,21 @@ def read_square(p: Path, size: int, mode: str) -> np.ndarray:
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def _read_folder(root: Path, size: int, grayscale: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _read_folder(root: Path, size: int, grayscale: bool, flat_name: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images and labels of ``root``: one class per subfolder; without subfolders, the images
+    directly in ``root`` as one class named ``flat_name`` (default: the folder's name)."""
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"{root}: expected one subfolder per class (e.g. {root}/cats/001.png), found none")
-    xs, ys = [], []
     mode = "L" if grayscale else "RGB"
+    if not classes:
+        files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise DataError(f"{root}: expected one subfolder per class (e.g. {root}/cats/001.png) or images "
+                            "directly in it, found neither")
+        return (np.stack([read_square(p, size, mode) for p in files]), np.zeros(len(files), dtype=np.int64),
+                [flat_name or root.resolve().name or "images"])
+    xs, ys = [], []
     for ci, cname in enumerate(classes):
         files = sorted(p for p in (root / cname).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
         for p in files:
@@ -54,8 +65,9 @@ def load_folder(path: str, cfg: DataConfig) -> Dataset:
     if not root.is_dir():
         raise DataError(f"folder:{path}: no such directory")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        xtr, ytr, classes = _read_folder(root / "train", cfg.image_size, cfg.grayscale)
-        xte, yte, classes_te = _read_folder(root / "test", cfg.image_size, cfg.grayscale)
+        name = root.resolve().name or "images"  # flat train/ and test/: one class named after the data folder
+        xtr, ytr, classes = _read_folder(root / "train", cfg.image_size, cfg.grayscale, name)
+        xte, yte, classes_te = _read_folder(root / "test", cfg.image_size, cfg.grayscale, name)
         if classes_te != classes:
             raise DataError(f"{root}: train/ and test/ have different class subfolders ({classes} vs {classes_te})")
     else:
