@@ -152,13 +152,19 @@ def test_linear_probe_logreg_equals_scikit_learn(tmp_path):
 
 
 def test_auto_picks_linear_probe_for_ten_labels_and_says_why(tmp_path, capsys):
-    rc = main(["train", "classifier", "--data", "digits", "--backbone", "small-cnn", "--weights", "none",
+    src = genlab.train("classifier", "digits", out=tmp_path / "src", steps=10, batch_size=64,
+                       set={"backbone": "small-cnn", "weights": "none", "strategy": "finetune"})
+    rc = main(["train", "classifier", "--data", "digits", "--backbone", "small-cnn", "--weights", str(src.path),
                "--labels-per-class", "10", "--out", str(tmp_path / "a"), "-q"])
     assert rc == 0
     err = capsys.readouterr().err
     assert "strategy auto: linear-probe" in err and "very small" in err
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())["model_config"]
     assert cfg["strategy"] == "auto" and cfg["chosen_strategy"] == "linear-probe" and "10 labelled" in cfg["strategy_reason"]
+    # without pretrained weights there is nothing to transfer: auto trains every layer
+    assert main(["train", "classifier", "--data", "digits", "--weights", "none", "--labels-per-class", "10",
+                 "--steps", "2", "--out", str(tmp_path / "b"), "-q"]) == 0
+    assert "strategy auto: finetune" in capsys.readouterr().err
 
 
 def test_predict_and_features_cli(tmp_path, capsys):

@@ -164,7 +164,13 @@ class Classifier(GenModel):
             per_class = float(counts[counts > 0].median()) if (counts > 0).any() else 0.0
             stages = len(build_backbone(cfg.get("backbone", "small-cnn"), 2, "none").stages())
             thresholds = cfg.get("auto_thresholds", [50, 500])
-            cfg["chosen_strategy"], cfg["strategy_reason"] = auto_strategy(per_class, stages, thresholds)
+            w = cfg.get("weights", "auto")
+            if w == "none" or (w == "auto" and cfg.get("backbone", "small-cnn") == "small-cnn"):
+                cfg["chosen_strategy"] = "finetune"
+                cfg["strategy_reason"] = ("network without pretrained weights (weights none): there is nothing to "
+                                          "transfer, so every layer trains")
+            else:
+                cfg["chosen_strategy"], cfg["strategy_reason"] = auto_strategy(per_class, stages, thresholds)
             msg = f"strategy auto: {cfg['chosen_strategy']}, because a {cfg['strategy_reason']}"
         return cfg, msg
 
