@@ -29,7 +29,7 @@ def run(ctx) -> dict:
     batch = ctx.param("batch", 64)
     ema = ctx.param("ema", 0.999, quick=0.0)
     cond = ctx.param("conditioning", "projection")
-    aux = ctx.param("aux_weight", 1.0)
+    aux = ctx.param("aux_weight", 3.0)
     threads = ctx.param("threads", 1)
     seed = ctx.param("seed", 0)
     per_class = ctx.param("per_class", 1000, quick=50)

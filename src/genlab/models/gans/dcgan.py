@@ -114,7 +114,7 @@ class CGANConfig(GANConfig):
 class CDCGANConfig(DCGANConfig):
     classes: int = field(10, "number of classes: labels 0..classes-1")
     conditioning: str = choice("projection", ("projection", "concat"), "how D sees the label: projection (Miyato & Koyama 2018) or one-hot channels concatenated to the image")
-    aux_weight: float = field(1.0, "AC-GAN auxiliary classifier (Odena et al. 2017): D also predicts the class of real images, G is rewarded when D predicts the requested class of its samples; weight of both cross-entropies (0: off; 1 lifts the fashion-cnn accuracy of Fashion-MNIST samples from 80% to 90%)")
+    aux_weight: float = field(3.0, "AC-GAN auxiliary classifier (Odena et al. 2017): D also predicts the class of real images, G is rewarded when D predicts the requested class of its samples; weight of both cross-entropies (0: off; on Fashion-MNIST 1 lifts the fashion-cnn accuracy of samples from 80% to 90% at 3000 steps, 3 reaches 97.8% at 8000)")
 
     def validate(self) -> None:
         super().validate()
