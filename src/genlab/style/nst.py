@@ -197,10 +197,13 @@ def _layers(arg, default: tuple[str, ...], what: str) -> list[str]:
 
 
 def build_style_backbone(name: str, weights: str | None = None, *, allow_download: bool = False,
-                         random_weights: bool = False, seed: int = 0):
-    """The backbone for style transfer: pretrained (``weights`` None or "imagenet": the cached
-    ImageNet weights, a WeightsError naming the missing file otherwise; or a weights file), or
-    with ``random_weights`` a seeded random init, with a warning that results are meaningless."""
+                         random_weights: bool = False, seed: int = 0, keep_head: bool = False,
+                         purpose: str = "stylise with"):
+    """The backbone for input optimisation (style transfer, visualisation): pretrained
+    (``weights`` None or "imagenet": the cached ImageNet weights, a WeightsError naming the
+    missing file otherwise; or a weights file), or with ``random_weights`` a seeded random init,
+    with a warning that results are meaningless; never random weights unasked. ``keep_head``
+    keeps the ImageNet 1000-class head (its units are then ImageNet classes)."""
     from ..transfer.backbones import build_backbone
 
     if random_weights:
@@ -211,9 +214,10 @@ def build_style_backbone(name: str, weights: str | None = None, *, allow_downloa
             torch.manual_seed(seed)
             return build_backbone(name, 1000, "none")
     if weights == "none":
-        raise GenlabError("weights='none' would stylise with an untrained network; pass random_weights=True "
+        raise GenlabError(f"weights='none' would {purpose} an untrained network; pass random_weights=True "
                           "(--random-weights) if that is really meant")
-    return build_backbone(name, 1000, weights or "imagenet", allow_download=allow_download)
+    w = weights or "imagenet"
+    return build_backbone(name, 1000, w, allow_download=allow_download, keep_head=keep_head and w == "imagenet")
 
 
 def _fail_fast(name: str, weights, allow_download: bool, random_weights: bool, check_layers) -> None:

@@ -28,7 +28,6 @@ L-BFGS's curvature pairs, and L-BFGS would couple the images of a batch.
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -39,8 +38,6 @@ from .features import FeatureExtractor, resolve_style_layers
 from .optimize import optimize_input
 
 MIN_SIZE = 16
-RANDOM_WARNING = ("random weights: the network is untrained, so the visualisation shows no learned feature "
-                  "(only for tests and speed measurements)")
 
 
 # ---------------------------------------------------------------- regularisers
@@ -90,22 +87,12 @@ def build_visual_backbone(name: str, weights: str | None = None, *, allow_downlo
                           random_weights: bool = False, seed: int = 0):
     """The network to visualise: ImageNet weights (``weights`` None or "imagenet", the cached
     file, with the source's 1000-class head kept so that the head's units are ImageNet classes; a
-    WeightsError naming the missing file otherwise), a weights file (its head too where it has
-    1000 classes), or with ``random_weights`` a seeded random init (warns: nothing learned to see)."""
-    from ..transfer.backbones import build_backbone
+    WeightsError naming the missing file otherwise), a weights file, or with ``random_weights`` a
+    seeded random init (warns: nothing learned to see)."""
+    from .nst import build_style_backbone
 
-    if random_weights:
-        if weights not in (None, "none"):
-            raise GenlabError(f"random weights and weights={weights!r}: choose one")
-        warnings.warn(RANDOM_WARNING, stacklevel=3)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return build_backbone(name, 1000, "none")
-    if weights == "none":
-        raise GenlabError("weights='none' would visualise an untrained network; pass random_weights=True "
-                          "(--random-weights) if that is really meant")
-    w = weights or "imagenet"
-    return build_backbone(name, 1000, w, allow_download=allow_download, keep_head=w == "imagenet")
+    return build_style_backbone(name, weights, allow_download=allow_download, random_weights=random_weights,
+                                seed=seed, keep_head=True, purpose="visualise")
 
 
 def _check_fast(name: str, layer: str, weights, allow_download: bool, random_weights: bool) -> None:
