@@ -246,7 +246,7 @@ def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
     return None
 
 
-def fit_probe(model, data: Dataset, cfg: TrainConfig, run_dir: Path, progress: bool = False) -> dict:
+def fit_probe(model, data: Dataset, cfg: TrainConfig, run_dir: Path) -> dict:
     """Train a linear probe: the frozen backbone's features of the training split computed once,
     then the head fitted on them; the run directory gets the same files as an engine run."""
     from .io import append_jsonl
@@ -259,7 +259,7 @@ def fit_probe(model, data: Dataset, cfg: TrainConfig, run_dir: Path, progress: b
     model.to(dev)
     t0 = time.perf_counter()
     x, y = data.eval_inputs("train")
-    feats = model.features(x, progress=progress)
+    feats = model.features(x)
     t_feat = time.perf_counter() - t0
     log = lambda rec: append_jsonl(run_dir / "metrics.jsonl", rec)  # noqa: E731
     torch.manual_seed(cfg.seed)
@@ -452,7 +452,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     if getattr(m, "trains_directly", False):  # the linear probe: features once, then the head
         if resume:
             raise ConfigError(f"--resume: {run_dir} is a linear probe, trained in one pass; start a new run")
-        summary = fit_probe(m, ds, train_cfg, run_dir, progress=progress)
+        summary = fit_probe(m, ds, train_cfg, run_dir)
     else:
         summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
                       on_epoch_end=write_progress_grids(run_dir, ds),

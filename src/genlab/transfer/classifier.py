@@ -359,19 +359,12 @@ class Classifier(GenModel):
     def trains_directly(self) -> bool:
         return self.strategy == "linear-probe"
 
-    @torch.no_grad()
-    def features(self, x: torch.Tensor, batch_size: int = 256, progress: bool = False) -> torch.Tensor:
-        was = self.training
-        self.eval()
-        dev = next(self.parameters()).device
-        it = range(0, len(x), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
+    def features(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """The head's inputs for images ``x``, in batches in eval mode, on the CPU."""
+        from ..uses import _batched, _EvalMode
 
-            it = tqdm(it, desc="features", unit="batch", leave=False)
-        out = torch.cat([self.encode(x[i:i + batch_size].to(dev)).cpu() for i in it]) if len(x) else torch.zeros(0)
-        self.train(was)
-        return out
+        with _EvalMode(self):
+            return _batched(self.encode, x, next(self.parameters()).device, batch_size)
 
     def head_linear(self) -> nn.Linear:
         lin = [m for m in self.backbone.head_modules() if isinstance(m, nn.Linear)]
@@ -443,12 +436,11 @@ def classification_report(model, data, split: str = "test", batch_size: int = 25
     class, columns: predicted) of ``model`` on a split, by scikit-learn's metrics."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    from ..uses import _batched, _EvalMode
+
     x, y = data.eval_inputs(split)
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    pred = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
-    model.train(was)
+    with _EvalMode(model):
+        pred = _batched(lambda b: model(b).argmax(1), x, next(model.parameters()).device, batch_size)
     k = model.config.num_classes
     labels = list(range(k))
     yt, yp = y.cpu().numpy(), pred.numpy()
