@@ -141,12 +141,117 @@ def test_resume_rejects_model_changes_and_non_runs(tmp_path):
     assert "nothing" in str(e.value)
 
 
-def test_resume_detects_weights_and_state_from_different_steps(tmp_path):
-    run = train_tiny("ae", tmp_path / "r", steps=3, evaluate_at_end=False)
-    ckpt.save_weights(run.path / ckpt.WEIGHTS, run.model, step=2)
+def test_a_kill_between_the_state_and_the_weights_file_resumes_from_the_state(tmp_path, uninterrupted):
+    """state.pt is written before model.safetensors; a kill between the two leaves older
+    weights beside a newer state. Resume takes the weights inside the state (verified by their
+    checksum), makes model.safetensors agree again and ends where an uninterrupted run ends."""
+    model, extra = RESUME_CASES["ae"]
+    part = train_tiny(model, tmp_path / "r", steps=8, **_kw({**extra, "train.checkpoint_every": 4}))
+    old = train_tiny(model, tmp_path / "old", steps=4, **_kw({**extra, "train.checkpoint_every": 4}))
+    (part.path / ckpt.WEIGHTS).write_bytes((old.path / ckpt.WEIGHTS).read_bytes())  # the kill
+    resumed = genlab.train(out=part.path, resume=True, steps=14, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(resumed), weights(uninterrupted["ae"]))
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, uninterrupted, capfd):
+    model, extra = RESUME_CASES["ae"]
+    part = train_tiny(model, tmp_path / "r", steps=8, **_kw({**extra, "train.checkpoint_every": 4}))
+    assert ckpt.read_state(part.path / ckpt.PREVIOUS)["step"] == 4  # the checkpoint before the last
+    raw = bytearray((part.path / ckpt.STATE).read_bytes())
+    state = ckpt.read_state(part.path / ckpt.STATE)
+    i = bytes(raw).index(state["weights"][-64:])  # flip one bit inside the stored weights
+    raw[i + 10] ^= 1
+    (part.path / ckpt.STATE).write_bytes(bytes(raw))
+    with pytest.raises(RunError, match="checksum"):
+        ckpt.read_state(part.path / ckpt.STATE)
+    assert ckpt.load_state(part.path)["step"] == 4
+    assert "previous checkpoint (step 4)" in capfd.readouterr().err
+    resumed = genlab.train(out=part.path, resume=True, steps=14, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(resumed), weights(uninterrupted["ae"]))
+
+
+class _Gadget:
+    pass
+
+
+def test_a_state_file_that_needs_pickled_code_is_refused(tmp_path):
+    run = train_tiny("ae", tmp_path / "r", steps=2, evaluate_at_end=False)
+    torch.save({"step": 2, "payload": _Gadget()}, run.path / ckpt.STATE)  # an object: pickled code
+    (run.path / ckpt.PREVIOUS).unlink(missing_ok=True)
     with pytest.raises(RunError) as e:
-        genlab.train(out=run.path, resume=True, steps=5)
-    assert "step 2" in str(e.value) and "step 3" in str(e.value)
+        genlab.train(out=run.path, resume=True, steps=4)
+    assert "pickled code" in str(e.value) and str(run.path / ckpt.STATE) in str(e.value)
+
+
+def test_a_checkpoint_from_a_newer_genlab_is_refused(tmp_path):
+    run = train_tiny("ae", tmp_path / "r", steps=2, evaluate_at_end=False)
+    state = ckpt.read_state(run.path / ckpt.STATE)
+    torch.save({**state, "format": ckpt.FORMAT + 1}, run.path / ckpt.STATE)
+    with pytest.raises(RunError, match=f"format {ckpt.FORMAT + 1} is newer"):
+        ckpt.read_state(run.path / ckpt.STATE)
+
+
+def test_resume_before_the_first_checkpoint_starts_from_step_0(tmp_path, uninterrupted):
+    """A run killed after writing config.json but before its first checkpoint has nothing
+    to lose: --resume trains it from the start, and ends where an uninterrupted run ends."""
+    model, extra = RESUME_CASES["ae"]
+    part = train_tiny(model, tmp_path / "r", steps=2, **_kw(extra))
+    for name in (ckpt.STATE, ckpt.PREVIOUS, ckpt.WEIGHTS, "metrics.jsonl"):
+        (part.path / name).unlink(missing_ok=True)
+    resumed = genlab.train(out=part.path, resume=True, steps=14, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(resumed), weights(uninterrupted["ae"]))
+
+
+@pytest.mark.parametrize("fail_on", [1, 2, 3])  # the link to state.prev.pt, state.pt, model.safetensors
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch, capsys, fail_on):
+    import errno
+    import os
+
+    from genlab.cli import main
+
+    run = train_tiny("ae", tmp_path / "r", steps=4, set={"train.checkpoint_every": 2}, evaluate_at_end=False)
+    before = {n: (run.path / n).read_bytes() for n in (ckpt.STATE, ckpt.WEIGHTS)}
+    calls = {"n": 0}
+    real_write, real_replace = ckpt.atomic_write_bytes, os.replace
+
+    def full(*args):
+        calls["n"] += 1
+        if calls["n"] == fail_on:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def write(path, data):
+        full()
+        real_write(path, data)
+
+    def replace(a, b):
+        if str(b).endswith(ckpt.PREVIOUS):
+            full()
+        real_replace(a, b)
+
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", write)
+    monkeypatch.setattr(ckpt.os, "replace", replace)
+    rc = main(["train", "ae", "--out", str(run.path), "--resume", "--steps", "6", "--set", "train.checkpoint_every=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "No space left on device" in err[0] and "previous checkpoint is kept" in err[0] and "step 5" in err[0]
+    monkeypatch.undo()
+    # whatever failed, a complete checkpoint at step 4 (or the new one at 5) loads and resumes
+    step = ckpt.load_state(run.path)["step"]
+    assert step in (4, 5) if fail_on == 3 else step == 4
+    if fail_on < 3:
+        assert (run.path / ckpt.STATE).read_bytes() == before[ckpt.STATE]
+        assert (run.path / ckpt.WEIGHTS).read_bytes() == before[ckpt.WEIGHTS]
+    genlab.train(out=run.path, resume=True, steps=6, device="cpu", evaluate_at_end=False)
+    assert ckpt.load_state(run.path)["step"] == 6
+
+
+def test_state_files_load_with_weights_only(tmp_path):
+    """Run directories hold no code: every .pt in a run loads with torch.load(weights_only=True)."""
+    run = train_tiny("vae", tmp_path / "r", steps=6, set={"train.checkpoint_every": 2})
+    pts = list(run.path.rglob("*.pt"))
+    assert {p.name for p in pts} >= {ckpt.STATE, ckpt.PREVIOUS}
+    for p in pts:
+        torch.load(p, weights_only=True)
 
 
 def test_out_that_holds_a_run_is_refused(tmp_path):
@@ -284,3 +389,111 @@ def test_tensorboard_logs_the_metrics_when_installed(tmp_path):
     losses = [e.value for e in ea.Scalars("train/loss")]
     logged = [r["loss"] for r in genlab.load_run(tmp_path / "run").metrics() if r.get("split") == "train"]
     assert losses == pytest.approx(logged, rel=1e-6)
+
+
+def _poison(monkeypatch, at_calls, how="loss"):
+    """Make the autoencoder's loss (or only its gradient) NaN on the given calls of loss()."""
+    from genlab.models.autoencoders.ae import _AEBase
+
+    real_loss = _AEBase.loss
+    calls = {"n": 0}
+
+    def loss(self, x):
+        calls["n"] += 1
+        out = real_loss(self, x)
+        if calls["n"] in at_calls:
+            p = next(self.parameters())
+            if how == "loss":
+                out["loss"] = out["loss"] * float("nan")
+            else:  # the value stays finite, its gradient is 0 * inf = nan
+                out["loss"] = out["loss"] + torch.sqrt((p * 0).sum())
+        return out
+
+    monkeypatch.setattr(_AEBase, "loss", loss)
+    return calls
+
+
+def test_a_nan_gradient_with_a_finite_loss_stops_naming_the_gradient(tmp_path, monkeypatch):
+    _poison(monkeypatch, {3}, how="grad")
+    with pytest.raises(GenlabError) as e:
+        train_tiny("ae", tmp_path / "r", steps=6, set={"train.checkpoint_every": 2})
+    assert "gradient norm" in str(e.value) and "step 3" in str(e.value) and "nan" in str(e.value)
+    state = ckpt.load_state(tmp_path / "r")
+    assert state["step"] == 2
+    model = genlab.load_run(tmp_path / "r").model
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+
+
+def test_on_nan_rollback_goes_back_with_a_lower_learning_rate(tmp_path, monkeypatch):
+    _poison(monkeypatch, {5})  # loss() call 5 is step 5
+    run = train_tiny("ae", tmp_path / "r", steps=8, evaluate_at_end=False,
+                     set={"train.checkpoint_every": 3, "train.on_nan": "rollback", "train.lr": 1e-3,
+                          "train.log_every": 1})
+    state = ckpt.load_state(run.path)
+    assert state["step"] == 8 and state["rollbacks"] == 1 and state["lr_scale"] == 0.5
+    recs = run.metrics()
+    warn = [r for r in recs if r["split"] == "warning"]
+    assert len(warn) == 1 and warn[0]["step"] == 3 and warn[0]["diverged_at"] == 4
+    train = [r for r in recs if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 9))  # the lines of steps 4 were replaced
+    assert [r.get("lr") for r in train][3:] == [5e-4] * 5
+    # the same run without the NaN but with lr halved from step 3 on: same weights
+    monkeypatch.undo()
+    a = train_tiny("ae", tmp_path / "a", steps=3, evaluate_at_end=False, set={"train.lr": 1e-3, "train.checkpoint_every": 3})
+    st = ckpt.read_state(a.path / ckpt.STATE)
+    torch.save({**st, "lr_scale": 0.5, "weights": torch.frombuffer(bytearray(st["weights"]), dtype=torch.uint8)},
+               a.path / ckpt.STATE)
+    b = genlab.train(out=a.path, resume=True, steps=8, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(b), weights(run))
+
+
+def test_on_nan_rollback_gives_up_after_max_rollbacks(tmp_path, monkeypatch):
+    _poison(monkeypatch, set(range(3, 100)))
+    with pytest.raises(GenlabError) as e:
+        train_tiny("ae", tmp_path / "r", steps=8, evaluate_at_end=False,
+                   set={"train.on_nan": "rollback", "train.max_rollbacks": 2})
+    assert "after 2 rollbacks" in str(e.value) and "loss became nan" in str(e.value)
+    assert ckpt.load_state(tmp_path / "r")["step"] == 0
+    warn = [r for r in read_jsonl(tmp_path / "r" / "metrics.jsonl") if r["split"] == "warning"]
+    assert [w["diverged_at"] for w in warn] == [2, 0]  # calls 3.. are NaN: step 3, then step 1
+    assert "x0.25" in warn[1]["warning"]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_writes_a_checkpoint_and_resume_is_exact(tmp_path, sig, uninterrupted):
+    """genlab train in a subprocess gets SIGTERM/SIGINT mid-run: it finishes the step, writes a
+    checkpoint, says so in one line and exits 128+signal; --resume ends where an uninterrupted
+    run ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    model, extra = RESUME_CASES["ae"]
+    out = tmp_path / "r"
+    sets = [f"{k}={v}" for k, v in {**TINY_MLP, **extra, "train.batch_size": 256, "train.log_every": 1,
+                                     "train.checkpoint_every": 4, "train.threads": 1}.items()]
+    sets = [s.replace(" ", "") for s in sets]
+    # a slow data set keeps the process in training long enough to be signalled mid-run
+    code = ("import time, sys; from genlab.data.base import Dataset; real = Dataset.prepare\n"
+            "def slow(self, x, train):\n    time.sleep(0.2); return real(self, x, train)\n"
+            "Dataset.prepare = slow\nfrom genlab.cli import main; sys.exit(main(sys.argv[1:]))\n")
+    p = subprocess.Popen([sys.executable, "-c", code, "train", "ae", "--data", "digits", "--out", str(out),
+                          "--steps", "14", "--device", "cpu", "--set", *sets],
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while time.time() - t0 < 60:
+        lines = read_jsonl(out / "metrics.jsonl")
+        if any(r.get("step", 0) >= 5 for r in lines):
+            break
+        time.sleep(0.05)
+    p.send_signal(getattr(signal, sig))
+    err = p.stderr.read()
+    rc = p.wait(60)
+    assert rc == 128 + getattr(signal, sig), err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert sig in last and "checkpoint written" in last and "--resume" in last
+    step = ckpt.load_state(out)["step"]
+    assert 5 <= step < 14 and step % 4 != 0  # the signal's own checkpoint, not a periodic one
+    resumed = genlab.train(out=out, resume=True, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(resumed), weights(uninterrupted["ae"]))

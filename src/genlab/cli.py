@@ -1224,9 +1224,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenlabError as e:
         print(f"genlab {a.command}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"genlab {a.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"genlab {a.command}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
+        return getattr(e, "exit_code", 130)
     except BrokenPipeError:  # `genlab ... | head`: the reader left; not an error of genlab's
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

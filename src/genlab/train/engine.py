@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +45,9 @@ class TrainConfig:
     checkpoint_every: int = field(1000, "steps between checkpoints (0: only at the end); one is always written at the end")
     sample_every: int = field(0, "steps between sample/reconstruction grids (0: at the end of each epoch)")
     threads: int = field(0, "CPU threads for torch (0: torch's default)")
+    on_nan: str = choice("stop", ("stop", "rollback"), "what a NaN or infinite loss or gradient does: stop naming the step and the term, or roll back to the last checkpoint and go on with the learning rate times rollback_lr_factor")
+    rollback_lr_factor: float = field(0.5, "learning-rate factor applied at each rollback (on_nan=rollback)")
+    max_rollbacks: int = field(3, "rollbacks allowed before the run stops (on_nan=rollback)")
     quality_every: int = field(0, "steps between sample-quality checks of generative models (FID with the shipped extractor on mnist/fashion-mnist, mode coverage on ring8/grid25 and stacked-mnist; 0: off); the best-scoring weights are kept in best.safetensors")
 
     def validate(self) -> None:
@@ -50,6 +55,10 @@ class TrainConfig:
             raise ConfigError("epochs: epochs and steps must be non-negative")
         if self.epochs and self.steps:
             raise ConfigError(f"steps: give epochs ({self.epochs}) or steps ({self.steps}), not both")
+        if not 0 < self.rollback_lr_factor < 1:
+            raise ConfigError(f"rollback_lr_factor: expected a value in (0, 1), got {self.rollback_lr_factor}")
+        if self.max_rollbacks < 0:
+            raise ConfigError(f"max_rollbacks: expected a non-negative integer, got {self.max_rollbacks}")
         if self.quality_every < 0:
             raise ConfigError(f"quality_every: expected 0 (off) or a number of steps, got {self.quality_every}")
         for name in ("batch_size", "log_every"):
@@ -74,6 +83,29 @@ class TrainConfig:
 
 class TrainingDiverged(GenlabError):
     pass
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: the step in progress was finished and a checkpoint written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _first_bad(out: dict) -> str | None:
+    """The name of the first non-finite value in ``out`` (one device sync when all are finite);
+    a term of the loss is named before the total it makes non-finite."""
+    vals = [torch.as_tensor(v).detach().float().reshape(-1) for v in out.values()]
+    if not vals or torch.isfinite(torch.cat(vals)).all():
+        return None
+    bad = [k for k, v in zip(out, vals) if not torch.isfinite(v).all()]
+    terms = [k for k in bad if k != "loss" and not k.startswith("grad_norm")]
+    return (terms or [k for k in bad if k == "loss"] or bad)[0]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,9 +158,18 @@ class Updater:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip if self.cfg.grad_clip else float("inf"))
-        self.grad_norms[f"grad_norm_{name}"] = norm.detach()
+        self.grad_norms[f"grad_norm_{name}"] = _grad_norm(params, self.cfg.grad_clip)
         opt.step()
+
+
+def _grad_norm(params: list, clip: float) -> torch.Tensor:
+    """The global gradient norm of ``params`` (before clipping), clipping to ``clip`` when it is
+    set (0: no clipping)."""
+    if not params:
+        return torch.zeros(())
+    if clip:
+        return torch.nn.utils.clip_grad_norm_(params, clip).detach()
+    return torch.nn.utils.get_total_norm([p.grad for p in params]).detach()
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -139,17 +180,7 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr
 
 
-def _rng_state(device: torch.device) -> dict:
-    st = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        st["cuda"] = torch.cuda.get_rng_state(device)
-    return st
-
-
-def _set_rng_state(st: dict, device: torch.device) -> None:
-    torch.set_rng_state(st["torch"])
-    if device.type == "cuda" and "cuda" in st:
-        torch.cuda.set_rng_state(st["cuda"], device)
+_rng_state, _set_rng_state = ckpt.rng_state, ckpt.set_rng_state
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -228,9 +259,17 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
     per_epoch = math.ceil(n / bs)
     total = cfg.total_steps(per_epoch)
 
-    step, elapsed = 0, 0.0
-    if resume:
-        state = ckpt.load_checkpoint(run_dir, model)
+    step, elapsed, lr_scale, rollbacks = 0, 0.0, 1.0, 0
+
+    def restore(state: dict) -> None:
+        nonlocal step, elapsed, lr_scale
+        need = ("optimizers" if custom else "optimizer", "rng")
+        missing = [k for k in need if k not in state]
+        if missing or (custom and set(state["optimizers"]) != set(opts)):
+            raise ckpt.CheckpointError(
+                f"{run_dir / ckpt.STATE}: not a training state of this model ("
+                + (f"no {missing[0]!r} field" if missing else
+                   f"optimizers {sorted(state['optimizers'])}, the model has {sorted(opts)}") + ")")
         if custom:
             for name, o in opts.items():
                 o.load_state_dict(state["optimizers"][name])
@@ -238,6 +277,20 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
             opts["main"].load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], device)
         step, elapsed = state["step"], state.get("elapsed", 0.0)
+        lr_scale = state.get("lr_scale", 1.0)
+
+    if resume:
+        ckpt.clean_temporaries(run_dir)
+        if ckpt.has_checkpoint(run_dir):
+            state = ckpt.load_checkpoint(run_dir, model)
+            restore(state)
+            rollbacks = state.get("rollbacks", 0)
+            if "weights" in state:  # a kill between state.pt and model.safetensors: make them agree again
+                from ..io import atomic_write_bytes
+
+                atomic_write_bytes(run_dir / ckpt.WEIGHTS, state["weights"])
+        else:  # stopped before its first checkpoint: nothing was trained, start at step 0
+            print(f"genlab: {run_dir} has no checkpoint yet; training starts from step 0", file=sys.stderr)
         truncate_metrics(run_dir, step)
     writer = _Writer(run_dir)
     best_path = run_dir / "best.json"
@@ -267,8 +320,21 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
             **({"optimizers": {k: o.state_dict() for k, o in opts.items()}} if custom
                else {"optimizer": opts["main"].state_dict()}),
             "rng": _rng_state(device), "elapsed": elapsed + (time.perf_counter() - t0),
-            "total_steps": total,
+            "total_steps": total, "lr_scale": lr_scale, "rollbacks": rollbacks,
         })
+
+    # SIGINT / SIGTERM: finish the step, write a checkpoint, stop (a second signal acts at once)
+    stop: dict[str, int] = {}
+    old_handlers: dict[int, object] = {}
+
+    def on_signal(signum, frame):
+        stop["signum"] = signum
+        signal.signal(signum, old_handlers.get(signum, signal.SIG_DFL))
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old_handlers[sig] = signal.getsignal(sig)
+            signal.signal(sig, on_signal)
 
     bar = None
     if progress:
@@ -278,97 +344,127 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                    desc=f"train {getattr(model, 'name', '')}")
     model.train()
     t0 = time.perf_counter()
+    last_loss = float("nan")
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}  # per key: a GAN logs g_loss only on generator steps
     count, t_log = 0, time.perf_counter()
-    last_loss = float("nan")
     try:
+        if cfg.on_nan == "rollback" and not ckpt.has_checkpoint(run_dir):
+            save(step)  # something to roll back to
         while step < total:
-            epoch, start = divmod(step, per_epoch)
-            order = epoch_order(n, cfg.seed, epoch).to(device)
-            t_epoch = time.perf_counter()
-            for b in range(start, per_epoch):
-                idx = order[b * bs:(b + 1) * bs]
-                x = data.prepare(data.train.x[idx], train=True)
-                if set_step is not None:  # schedules inside the model (k-sparse k, stacked phases): a function of the step
-                    set_step(step, total)
-                if cfg.schedule != "constant":
-                    scale = lr_at(cfg, step, total) / cfg.lr
-                    for o in opts.values():
-                        for grp in o.param_groups:
-                            grp["lr"] = grp["base_lr"] * scale
-                y = data.train.y[idx] if uses_labels else None
-                if custom:  # the model applies its own losses through the updater
-                    out = model.train_step(x, y, updater, step, total)
-                    out.update(updater.grad_norms)
-                    # one check (one device sync) for all logged values; names only when one is bad
-                    vals = [torch.as_tensor(v).detach().float().reshape(-1) for v in out.values()]
-                    bad = [] if torch.isfinite(torch.cat(vals)).all() else \
-                        [k for k, v in zip(out, vals) if not torch.isfinite(v).all()]
-                    if bad:
+            try:
+                epoch, start = divmod(step, per_epoch)
+                order = epoch_order(n, cfg.seed, epoch).to(device)
+                t_epoch = time.perf_counter()
+                for b in range(start, per_epoch):
+                    idx = order[b * bs:(b + 1) * bs]
+                    x = data.prepare(data.train.x[idx], train=True)
+                    if set_step is not None:  # schedules inside the model (k-sparse k, stacked phases): a function of the step
+                        set_step(step, total)
+                    if cfg.schedule != "constant" or lr_scale != 1.0:
+                        scale = lr_at(cfg, step, total) / cfg.lr * lr_scale
+                        for o in opts.values():
+                            for grp in o.param_groups:
+                                grp["lr"] = grp["base_lr"] * scale
+                    y = data.train.y[idx] if uses_labels else None
+                    if custom:  # the model applies its own losses through the updater
+                        out = model.train_step(x, y, updater, step, total)
+                        out.update(updater.grad_norms)
+                        bad = _first_bad(out)
+                    else:
+                        out = model.loss(x, y) if uses_labels else model.loss(x)
+                        loss = out["loss"]
+                        opt = opts["main"]
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+                        out["grad_norm"] = _grad_norm(params, cfg.grad_clip)
+                        # one check (one device sync) for the loss, its terms and the gradient
+                        bad = _first_bad(out)
+                        if bad is None:
+                            opt.step()
+                    if bad is not None:
+                        what = f"the gradient norm ({bad})" if bad.startswith("grad_norm") else bad
+                        v = torch.as_tensor(out[bad]).detach().float().reshape(-1)
+                        val = float(v[~torch.isfinite(v)][0])
                         raise TrainingDiverged(
-                            f"{bad[0]} became {float(out[bad[0]])} at step {step + 1} (epoch {epoch + 1}); "
-                            f"lower the learning rates or set train.grad_clip; the last checkpoint is kept"
+                            f"{what} became {val} at step {step + 1} (epoch {epoch + 1}); lower the learning rate "
+                            f"(train.lr={cfg.lr}), set train.grad_clip, or set train.on_nan=rollback; "
+                            "the last checkpoint is kept"
                         )
-                else:
-                    out = model.loss(x, y) if uses_labels else model.loss(x)
-                    loss = out["loss"]
-                    if not torch.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"loss became {loss.item()} at step {step + 1} (epoch {epoch + 1}); "
-                            f"lower train.lr (now {cfg.lr}) or set train.grad_clip; the last checkpoint is kept"
-                        )
-                    opt = opts["main"]
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if cfg.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    opt.step()
-                step += 1
-                for k, v in out.items():
-                    v = v.detach()
-                    sums[k] = sums[k] + v if k in sums else v
-                    counts[k] = counts.get(k, 0) + 1
-                count += 1
-                if step % cfg.log_every == 0 or step == total or b == per_epoch - 1:
-                    now = time.perf_counter()
-                    rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
-                    rec.update({k: float(v) / counts[k] for k, v in sums.items()})
-                    if cfg.schedule != "constant":
-                        rec["lr"] = next(iter(opts.values())).param_groups[0]["lr"]
-                    rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
-                    rec["time"] = round(elapsed + now - t0, 3)
-                    writer.write(rec)
-                    last_loss = rec.get("loss", float("nan"))
+                    step += 1
+                    for k, v in out.items():
+                        v = v.detach()
+                        sums[k] = sums[k] + v if k in sums else v
+                        counts[k] = counts.get(k, 0) + 1
+                    count += 1
+                    if step % cfg.log_every == 0 or step == total or b == per_epoch - 1:
+                        now = time.perf_counter()
+                        rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
+                        rec.update({k: float(v) / counts[k] for k, v in sums.items()})
+                        if cfg.schedule != "constant" or lr_scale != 1.0:
+                            rec["lr"] = next(iter(opts.values())).param_groups[0]["lr"]
+                        rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
+                        rec["time"] = round(elapsed + now - t0, 3)
+                        writer.write(rec)
+                        last_loss = rec.get("loss", float("nan"))
+                        if bar is not None:
+                            bar.set_postfix(loss=f"{last_loss:.4g}", ex_s=f"{rec['examples_per_s']:.0f}", refresh=False)
+                        sums, counts, count, t_log = {}, {}, 0, now
                     if bar is not None:
-                        bar.set_postfix(loss=f"{last_loss:.4g}", ex_s=f"{rec['examples_per_s']:.0f}", refresh=False)
-                    sums, counts, count, t_log = {}, {}, 0, now
+                        bar.update(1)
+                    if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end:
+                        on_epoch_end(model, epoch, step)
+                        model.train()
+                    if quality is not None and cfg.quality_every and step % cfg.quality_every == 0 and step < total:
+                        check_quality(step)
+                    if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
+                        save(step)
+                    if stop and step < total:
+                        save(step)
+                        name = signal.Signals(stop["signum"]).name
+                        raise TrainingInterrupted(
+                            f"{name} at step {step}: checkpoint written; continue with "
+                            f"genlab train --out {run_dir} --resume", stop["signum"])
+                    if step >= total:
+                        break
+                if step % per_epoch == 0 or step >= total:
+                    rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "epoch",
+                           "epoch_seconds": round(time.perf_counter() - t_epoch, 3)}
+                    writer.write(rec)
+                    if data.val is not None:
+                        vals = evaluate(model, data, split="val")
+                        writer.write({"step": step, "epoch": rec["epoch"], "split": "val", **vals})
+                        model.train()
+                    if on_epoch_end and not cfg.sample_every:
+                        on_epoch_end(model, epoch, step)
+                        model.train()
+            except TrainingDiverged as e:
+                if cfg.on_nan != "rollback" or rollbacks >= cfg.max_rollbacks:
+                    if cfg.on_nan == "rollback":
+                        raise TrainingDiverged(f"{e} (after {rollbacks} rollbacks)") from None
+                    raise
+                state = ckpt.load_checkpoint(run_dir, model)
+                bad_step, scale_now = step, lr_scale
+                restore(state)
+                lr_scale = scale_now  # the rate goes down at every rollback, even to the same checkpoint
+                sums, counts, count, t_log = {}, {}, 0, time.perf_counter()
+                rollbacks += 1
+                lr_scale *= cfg.rollback_lr_factor
+                truncate_metrics(run_dir, step)
+                msg = (f"{e.args[0].split(';')[0]}; rolled back to step {step} with the learning rate "
+                       f"x{lr_scale:g} (rollback {rollbacks} of {cfg.max_rollbacks})")
+                writer.write({"step": step, "split": "warning", "warning": msg, "diverged_at": bad_step})
+                print(f"genlab: warning: {msg}", file=sys.stderr)
                 if bar is not None:
-                    bar.update(1)
-                if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end:
-                    on_epoch_end(model, epoch, step)
-                    model.train()
-                if quality is not None and cfg.quality_every and step % cfg.quality_every == 0 and step < total:
-                    check_quality(step)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
-                    save(step)
-                if step >= total:
-                    break
-            if step % per_epoch == 0 or step >= total:
-                rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "epoch",
-                       "epoch_seconds": round(time.perf_counter() - t_epoch, 3)}
-                writer.write(rec)
-                if data.val is not None:
-                    vals = evaluate(model, data, split="val")
-                    writer.write({"step": step, "epoch": rec["epoch"], "split": "val", **vals})
-                    model.train()
-                if on_epoch_end and not cfg.sample_every:
-                    on_epoch_end(model, epoch, step)
-                    model.train()
+                    bar.n = step
+                    bar.refresh()
         if quality is not None and cfg.quality_every:
             check_quality(step)
         save(step)
     finally:  # an interrupted run keeps its last checkpoint; `--resume` continues from it
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
         if bar is not None:
             bar.close()
         writer.close()
