@@ -22,6 +22,7 @@ from ..config import choice, field
 from ..errors import ConfigError, GenlabError
 from ..io import append_jsonl, atomic_write_text, read_jsonl
 from . import checkpoint as ckpt
+from . import distributed as dist
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Updater:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        dist.all_reduce_grads(params)  # torchrun: the global batch's gradient on every rank
         self.grad_norms[f"grad_norm_{name}"] = _grad_norm(params, self.cfg.grad_clip)
         opt.step()
 
@@ -191,12 +193,13 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class _Writer:
-    """metrics.jsonl always; TensorBoard when the package is installed."""
+    """metrics.jsonl always; TensorBoard when the package is installed; nothing on ranks > 0."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, tensorboard: bool = True, active: bool = True):
         self.path = run_dir / "metrics.jsonl"
         self.tb = None
-        if tensorboard:
+        self.active = active
+        if tensorboard and active:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -205,6 +208,8 @@ class _Writer:
                 self.tb = None
 
     def write(self, rec: dict) -> None:
+        if not self.active:
+            return
         append_jsonl(self.path, rec)
         if self.tb is not None:
             split = rec.get("split", "train")
@@ -237,12 +242,18 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
     from ..evaluate import evaluate
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    D = dist.setup(cfg.device)  # torchrun: join the process group (world size 1 otherwise)
+    main = D.main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(dist.device_for(cfg.device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model.to(device)
     data = data.to(device)
+    if D.enabled:
+        dist.convert_batchnorm(model)  # statistics of the global batch
+        dist.broadcast_module(model)
     # a model with its own train_step (GANs) brings several optimizers; others get one
     custom = hasattr(model, "train_step")
     opts = model.make_optimizers(cfg) if custom else {"main": make_optimizer(model, cfg)}
@@ -256,6 +267,8 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
         raise ConfigError(f"model {model.name}: needs labels, and data set {data.name} has none")
     set_step = getattr(model, "set_step", None)
     bs = min(cfg.batch_size, n)
+    if bs < D.world:
+        raise ConfigError(f"batch_size: {bs} examples cannot be shared by {D.world} processes")
     per_epoch = math.ceil(n / bs)
     total = cfg.total_steps(per_epoch)
 
@@ -280,24 +293,29 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
         lr_scale = state.get("lr_scale", 1.0)
 
     if resume:
-        ckpt.clean_temporaries(run_dir)
+        if main:
+            ckpt.clean_temporaries(run_dir)
         if ckpt.has_checkpoint(run_dir):
             state = ckpt.load_checkpoint(run_dir, model)
             restore(state)
             rollbacks = state.get("rollbacks", 0)
-            if "weights" in state:  # a kill between state.pt and model.safetensors: make them agree again
+            if "weights" in state and main:  # a kill between state.pt and model.safetensors: make them agree again
                 from ..io import atomic_write_bytes
 
                 atomic_write_bytes(run_dir / ckpt.WEIGHTS, state["weights"])
-        else:  # stopped before its first checkpoint: nothing was trained, start at step 0
+        elif main:  # stopped before its first checkpoint: nothing was trained, start at step 0
             print(f"genlab: {run_dir} has no checkpoint yet; training starts from step 0", file=sys.stderr)
-        truncate_metrics(run_dir, step)
-    writer = _Writer(run_dir)
+        if main:
+            truncate_metrics(run_dir, step)
+        dist.barrier()
+    writer = _Writer(run_dir, active=main)
     best_path = run_dir / "best.json"
     best = json.loads(best_path.read_text()) if (resume and best_path.is_file()) else None
 
     def check_quality(step: int) -> None:
         nonlocal best
+        if not main:
+            return
         devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             vals = quality(model)
@@ -315,6 +333,15 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
             atomic_write_text(best_path, json.dumps(best) + "\n")
 
     def save(step: int) -> None:
+        if not main:  # rank 0 writes; the others wait until the checkpoint is complete
+            dist.barrier()
+            return
+        try:
+            _save(step)
+        finally:
+            dist.barrier()
+
+    def _save(step: int) -> None:
         ckpt.save_checkpoint(run_dir, model, {
             "step": step, "epoch": step // per_epoch,
             **({"optimizers": {k: o.state_dict() for k, o in opts.items()}} if custom
@@ -337,7 +364,7 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
             signal.signal(sig, on_signal)
 
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, leave=False,
@@ -358,7 +385,13 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 t_epoch = time.perf_counter()
                 for b in range(start, per_epoch):
                     idx = order[b * bs:(b + 1) * bs]
-                    x = data.prepare(data.train.x[idx], train=True)
+                    x = data.prepare(data.train.x[idx], train=True)  # the global batch (binarised once)
+                    y = data.train.y[idx] if uses_labels else None
+                    shard = dist.step_shard(len(idx))
+                    lo, hi = shard.__enter__()  # torchrun: this rank's share; per-example draws are global
+                    if D.enabled:
+                        x = x[lo:hi]
+                        y = None if y is None else y[lo:hi]
                     if set_step is not None:  # schedules inside the model (k-sparse k, stacked phases): a function of the step
                         set_step(step, total)
                     if cfg.schedule != "constant" or lr_scale != 1.0:
@@ -366,23 +399,26 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                         for o in opts.values():
                             for grp in o.param_groups:
                                 grp["lr"] = grp["base_lr"] * scale
-                    y = data.train.y[idx] if uses_labels else None
-                    if custom:  # the model applies its own losses through the updater
-                        out = model.train_step(x, y, updater, step, total)
-                        out.update(updater.grad_norms)
-                        bad = _first_bad(out)
-                    else:
-                        out = model.loss(x, y) if uses_labels else model.loss(x)
-                        loss = out["loss"]
-                        opt = opts["main"]
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-                        out["grad_norm"] = _grad_norm(params, cfg.grad_clip)
-                        # one check (one device sync) for the loss, its terms and the gradient
-                        bad = _first_bad(out)
-                        if bad is None:
-                            opt.step()
+                    try:
+                        if custom:  # the model applies its own losses through the updater
+                            out = model.train_step(x, y, updater, step, total)
+                            out.update(updater.grad_norms)
+                            bad = _first_bad(out)
+                        else:
+                            out = model.loss(x, y) if uses_labels else model.loss(x)
+                            loss = out["loss"]
+                            opt = opts["main"]
+                            opt.zero_grad(set_to_none=True)
+                            loss.backward()
+                            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
+                            dist.all_reduce_grads(params)
+                            out["grad_norm"] = _grad_norm(params, cfg.grad_clip)
+                            # one check (one device sync) for the loss, its terms and the gradient
+                            bad = _first_bad(out)
+                            if bad is None:
+                                opt.step()
+                    finally:
+                        shard.__exit__(None, None, None)
                     if bad is not None:
                         what = f"the gradient norm ({bad})" if bad.startswith("grad_norm") else bad
                         v = torch.as_tensor(out[bad]).detach().float().reshape(-1)
@@ -401,7 +437,7 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                     if step % cfg.log_every == 0 or step == total or b == per_epoch - 1:
                         now = time.perf_counter()
                         rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "train"}
-                        rec.update({k: float(v) / counts[k] for k, v in sums.items()})
+                        rec.update(dist.mean_over_ranks({k: float(v) / counts[k] for k, v in sums.items()}))
                         if cfg.schedule != "constant" or lr_scale != 1.0:
                             rec["lr"] = next(iter(opts.values())).param_groups[0]["lr"]
                         rec["examples_per_s"] = round(count * bs / max(now - t_log, 1e-9), 1)
@@ -413,30 +449,31 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                         sums, counts, count, t_log = {}, {}, 0, now
                     if bar is not None:
                         bar.update(1)
-                    if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end:
+                    if cfg.sample_every and step % cfg.sample_every == 0 and on_epoch_end and main:
                         on_epoch_end(model, epoch, step)
                         model.train()
                     if quality is not None and cfg.quality_every and step % cfg.quality_every == 0 and step < total:
                         check_quality(step)
                     if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < total:
                         save(step)
-                    if stop and step < total:
+                    if (dist.any_rank(bool(stop)) if D.enabled else stop) and step < total:
                         save(step)
-                        name = signal.Signals(stop["signum"]).name
+                        signum = stop.get("signum", signal.SIGTERM)
+                        name = signal.Signals(signum).name
                         raise TrainingInterrupted(
                             f"{name} at step {step}: checkpoint written; continue with "
-                            f"genlab train --out {run_dir} --resume", stop["signum"])
+                            f"genlab train --out {run_dir} --resume", signum)
                     if step >= total:
                         break
                 if step % per_epoch == 0 or step >= total:
                     rec = {"step": step, "epoch": round(step / per_epoch, 4), "split": "epoch",
                            "epoch_seconds": round(time.perf_counter() - t_epoch, 3)}
                     writer.write(rec)
-                    if data.val is not None:
+                    if data.val is not None and main:
                         vals = evaluate(model, data, split="val")
                         writer.write({"step": step, "epoch": rec["epoch"], "split": "val", **vals})
                         model.train()
-                    if on_epoch_end and not cfg.sample_every:
+                    if on_epoch_end and not cfg.sample_every and main:
                         on_epoch_end(model, epoch, step)
                         model.train()
             except TrainingDiverged as e:
@@ -451,11 +488,13 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                 sums, counts, count, t_log = {}, {}, 0, time.perf_counter()
                 rollbacks += 1
                 lr_scale *= cfg.rollback_lr_factor
-                truncate_metrics(run_dir, step)
+                if main:
+                    truncate_metrics(run_dir, step)
                 msg = (f"{e.args[0].split(';')[0]}; rolled back to step {step} with the learning rate "
                        f"x{lr_scale:g} (rollback {rollbacks} of {cfg.max_rollbacks})")
                 writer.write({"step": step, "split": "warning", "warning": msg, "diverged_at": bad_step})
-                print(f"genlab: warning: {msg}", file=sys.stderr)
+                if main:
+                    print(f"genlab: warning: {msg}", file=sys.stderr)
                 if bar is not None:
                     bar.n = step
                     bar.refresh()

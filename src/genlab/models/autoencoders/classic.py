@@ -28,6 +28,7 @@ from ...errors import ConfigError
 from ...nn.blocks import mlp
 from ...registry import register_model
 from ..base import check_unit_range
+from ...train.distributed import draw  # torchrun: per-example noise drawn for the global batch
 from .ae import _AEBase, _check_sizes
 
 
@@ -268,8 +269,10 @@ def corrupt(x: torch.Tensor, noise: str, level: float, value_range: tuple[float,
     with probability ``level``; ``gaussian`` adds N(0, level^2), clipped to the range."""
     lo, hi = value_range
     if noise == "gaussian":
-        return (x + level * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)).clamp(lo, hi)
-    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = draw(lambda m: torch.randn((m, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype),
+                     x.shape[0])
+        return (x + level * noise).clamp(lo, hi)
+    u = draw(lambda m: torch.rand((m, *x.shape[1:]), generator=generator, device=x.device, dtype=x.dtype), x.shape[0])
     if noise == "mask":
         return torch.where(u < level, torch.full_like(x, lo), x)
     if noise == "salt-pepper":

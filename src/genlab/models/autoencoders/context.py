@@ -47,6 +47,7 @@ from ...errors import ConfigError
 from ...nn.blocks import ConvDecoder, ConvEncoder
 from ...registry import register_model
 from ..base import GenModel
+from ...train.distributed import draw  # torchrun: per-example noise drawn for the global batch
 from .ae import _check_sizes
 
 
@@ -122,8 +123,8 @@ class ContextEncoder(GenModel):
         otherwise (and always in evaluation) the centre square."""
         n, (_, h, w), s = x.shape[0], self.shape, self.side
         if train and self.config.mask == "random":
-            top = torch.randint(0, h - s + 1, (n,), device=x.device)
-            left = torch.randint(0, w - s + 1, (n,), device=x.device)
+            top = draw(lambda m: torch.randint(0, h - s + 1, (m,), device=x.device), n)
+            left = draw(lambda m: torch.randint(0, w - s + 1, (m,), device=x.device), n)
         else:
             top = torch.full((n,), (h - s) // 2, device=x.device)
             left = torch.full((n,), (w - s) // 2, device=x.device)

@@ -67,6 +67,7 @@ from ...errors import ConfigError
 from ...nn.blocks import activation
 from ...registry import register_model
 from ..base import GenModel
+from ...train.distributed import draw  # torchrun: per-example noise drawn for the global batch
 
 
 @dataclass
@@ -168,7 +169,8 @@ class StackedAE(GenModel):
         """Masking noise: each unit set to 0 with probability ``noise_level``."""
         if self.config.noise == "none" or self.config.noise_level == 0:
             return h
-        return h * (torch.rand_like(h) >= self.config.noise_level).to(h.dtype)
+        u = draw(lambda m: torch.rand(m, *h.shape[1:], device=h.device, dtype=h.dtype), h.shape[0])
+        return h * (u >= self.config.noise_level).to(h.dtype)
 
     def pretrain_loss(self, x: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
         """Reconstruction loss of layer k alone: the layers below are fixed feature maps."""

@@ -23,6 +23,7 @@ from ...errors import ConfigError
 from ...nn.blocks import ConvDecoder, ConvEncoder, mlp
 from ...registry import register_model
 from ..base import GenModel, check_unit_range
+from ...train.distributed import draw  # torchrun: per-example noise drawn for the global batch
 from .ae import _check_sizes
 
 
@@ -81,7 +82,8 @@ class _VAEBase(GenModel):
 
     @staticmethod
     def reparameterize(mu, logvar):
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        eps = draw(lambda m: torch.randn(m, *mu.shape[1:], device=mu.device, dtype=mu.dtype), mu.shape[0])
+        return mu + torch.exp(0.5 * logvar) * eps
 
     def terms(self, x):
         """Per-example reconstruction NLL and KL with one posterior sample."""

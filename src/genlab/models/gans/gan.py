@@ -37,6 +37,7 @@ from ...errors import ConfigError
 from ...nn.blocks import activation
 from ...registry import register_model
 from ..base import GenModel
+from ...train.distributed import draw  # torchrun: per-example noise drawn for the global batch
 
 
 class Maxout(nn.Module):
@@ -130,7 +131,7 @@ def g_loss_fn(kind: str, d_kind: str, a_fake: torch.Tensor) -> torch.Tensor:
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """WGAN-GP: E[(||grad_x critic(x_hat)|| - 1)^2] on random interpolates x_hat."""
-    eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    eps = draw(lambda m: torch.rand(m, *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype), real.shape[0])
     xh = (eps * real + (1 - eps) * fake).requires_grad_(True)
     g, = torch.autograd.grad(critic(xh).sum(), xh, create_graph=True)
     return ((g.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -263,8 +264,9 @@ class GAN(GenModel):
         device = x.device
         logs: dict[str, torch.Tensor] = {}
         # discriminator
+        z = lambda: draw(lambda m: torch.randn(m, self.latent, device=device), n)  # noqa: E731
         with torch.no_grad():
-            fake = self.generate(torch.randn(n, self.latent, device=device), y=y)
+            fake = self.generate(z(), y=y)
         if c.r1:
             x = x.detach().requires_grad_(True)
         aux = getattr(c, "aux_weight", 0.0)
@@ -302,7 +304,7 @@ class GAN(GenModel):
         if (step + 1) % c.d_steps == 0:
             for p in self.discriminator.parameters():
                 p.requires_grad_(False)
-            fake = self.generate(torch.randn(n, self.latent, device=device), y=y)
+            fake = self.generate(z(), y=y)
             if aux:  # AC-GAN: G is rewarded when D's class head reads the requested label
                 a, cls_fake = self.discriminator(fake, y, with_classes=True)
                 ce = F.cross_entropy(cls_fake, y.long())
