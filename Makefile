@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/genlab demo --out demo-out
 
+# two workers: the suite's tests use one torch thread each, so two cores run two at a time
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q -m ''
+	$(PY) -m pytest -q -n 2 -m ''
 
 bench: $(STAMP)
 	$(VENV)/bin/genlab bench list

@@ -497,3 +497,52 @@ def test_a_signal_writes_a_checkpoint_and_resume_is_exact(tmp_path, sig, uninter
     assert 5 <= step < 14 and step % 4 != 0  # the signal's own checkpoint, not a periodic one
     resumed = genlab.train(out=out, resume=True, device="cpu", evaluate_at_end=False)
     assert state_dicts_equal(weights(resumed), weights(uninterrupted["ae"]))
+
+
+# --- mixed precision and torch.compile (made for CUDA; they must run on the CPU) ---------------
+def test_bf16_autocast_trains_close_to_float32(tmp_path):
+    kw = dict(steps=10, evaluate_at_end=False)
+    full = train_tiny("ae", tmp_path / "f", set={"train.log_every": 1}, **kw)
+    half = train_tiny("ae", tmp_path / "h", set={"train.log_every": 1, "train.amp": "bf16"}, **kw)
+    lf = [r["loss"] for r in full.metrics() if r["split"] == "train"]
+    lh = [r["loss"] for r in half.metrics() if r["split"] == "train"]
+    assert lf != lh  # autocast really ran in bf16 ...
+    assert np.allclose(lf, lh, rtol=2e-2)  # ... and bf16 keeps about 3 significant digits
+    wf, wh = weights(full), weights(half)
+    assert all(v.dtype == torch.float32 for v in wh.values())  # the weights stay float32
+    assert max((wf[k] - wh[k]).abs().max().item() for k in wf) < 1e-2
+
+
+@pytest.mark.parametrize("model", ["ae", "gan"])
+def test_fp16_with_a_gradient_scaler_resumes_exactly(tmp_path, model):
+    sets = {"train.amp": "fp16", "train.checkpoint_every": 3, "train.batch_size": 64}
+    if model == "gan":
+        sets.update({"g_hidden": [16], "d_hidden": [16], "latent": 4})
+    go = (lambda out, steps: genlab.train("gan", "digits", out=out, steps=steps, set=sets, device="cpu",
+                                          evaluate_at_end=False)) if model == "gan" else \
+        (lambda out, steps: train_tiny(model, out, steps=steps, set=sets, evaluate_at_end=False))
+    full = go(tmp_path / "full", 8)
+    state = ckpt.load_state(full.path)
+    assert state["scaler"]["scale"] > 1  # the scaler's state is part of the checkpoint
+    part = go(tmp_path / "part", 5)
+    resumed = genlab.train(out=part.path, resume=True, steps=8, device="cpu", evaluate_at_end=False)
+    assert state_dicts_equal(weights(resumed), weights(full))
+
+
+def test_compile_keeps_the_weights_and_the_checkpoint_layout(tmp_path):
+    """train.compile compiles each network in place; with the eager backend (no code generation,
+    so the test stays fast) the arithmetic is unchanged: same weights, same state-dict keys."""
+    plain = train_tiny("ae", tmp_path / "p", steps=6, evaluate_at_end=False)
+    comp = train_tiny("ae", tmp_path / "c", steps=6, evaluate_at_end=False,
+                      set={"train.compile": True, "train.compile_backend": "eager"})
+    assert state_dicts_equal(weights(comp), weights(plain))
+
+
+def test_amp_and_compile_flags_reach_the_config(tmp_path, capsys):
+    from genlab.cli import main
+
+    rc = main(["train", "ae", "--data", "digits", "--steps", "2", "--out", str(tmp_path / "r"), "--amp",
+               "--compile", "--set", "hidden=[16]", "latent=2", "train.compile_backend=eager", "--device", "cpu"])
+    assert rc == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
+    assert cfg["amp"] == "bf16" and cfg["compile"] is True

@@ -23,6 +23,13 @@ examples:
   genlab train classifier --backbone efficientnet_lite0 --data fashion-mnist --data-root DIR \
       --labels-per-class 100 --strategy auto --epochs 5     # transfer learning; auto picks freeze:N
   genlab train classifier --backbone resnet18 --weights resnet18.pth --data folder:photos --strategy finetune
+  torchrun --nproc_per_node 2 -m genlab train vae --data mnist --data-root DIR --batch-size 256
+      # 2 processes (gloo on the CPU, NCCL on GPUs); 256 is the global batch; rank 0 writes the run
+  genlab train dcgan --data mnist --data-root DIR --device cuda --amp bf16 --compile
+
+A run stopped by Ctrl-C or SIGTERM writes a checkpoint first; one killed outright resumes from its
+last checkpoint with --resume and ends with the weights it would have had. --set
+train.on_nan=rollback turns a NaN/Inf loss or gradient into a rollback with a lower learning rate.
 
 --set KEY=VALUE reaches any field of the model, train or data config (`genlab list models -v`
 shows the model fields); prefix with model., train. or data. when a name is ambiguous. Values
@@ -102,6 +109,9 @@ def build_parser() -> Parser:
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--download", action="store_true", help="allow downloading a missing torchvision data set (and, for classifier, missing ImageNet weights)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--amp", nargs="?", const="bf16", choices=("bf16", "fp16"), metavar="bf16|fp16",
+                   help="mixed precision (train.amp): bf16 (the default of the flag) or fp16 with a gradient scaler; made for CUDA, runs on the CPU")
+    s.add_argument("--compile", action="store_true", help="torch.compile the model's networks (train.compile)")
     c = s.add_argument_group("classifier (transfer learning; shortcuts for --set)")
     c.add_argument("--backbone", metavar="NAME", help="model.backbone: small-cnn, resnet18, ..., efficientnet_lite0, timm:NAME (genlab list backbones)")
     c.add_argument("--strategy", metavar="S", help="model.strategy: linear-probe, freeze:N, finetune, discriminative, gradual or auto (default)")
@@ -509,6 +519,43 @@ kept, so --layer fc (classifier.6 on VGG) and --filter N show ImageNet class N. 
     s.add_argument("--device", metavar="DEV", help="cpu, cuda, cuda:N (default: where the run's model is, the CPU)")
     s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
 
+    # export
+    s = sub.add_parser("export", help="export a part of a run's model (encoder, decoder, generator, ...) to ONNX",
+                       formatter_class=_formatter,
+                       description="Export one part of RUN_DIR's model as an ONNX graph with a dynamic batch "
+                       "dimension. Parts: model (an autoencoder's reconstruction x -> x_hat, the default for "
+                       "autoencoders), encoder (x -> code; a VAE's gives mean and logvar, a classifier's the "
+                       "features), decoder (z -> x, in the data's value range), generator (GANs, the default: "
+                       "z -> x as sample() draws it; conditional GANs take z and int64 labels), classifier "
+                       "(images -> logits; the default for classifier and stacked-ae) and style-net (images -> "
+                       "stylised images; any height and width with upsample=resize). The file carries genlab's "
+                       "metadata (version, model, part, inputs, value range) in its metadata_props. Before it is "
+                       "written, onnxruntime runs it on random inputs of batch 1 and 7 and its outputs must match "
+                       "PyTorch's within 1e-4 (max abs difference); otherwise nothing is written and the command "
+                       "fails. --time also measures milliseconds per batch on the CPU, PyTorch against "
+                       "onnxruntime with the same threads. Needs onnx, onnxscript and onnxruntime: "
+                       "pip install 'genlab[export]'.",
+                       epilog="""examples:
+  genlab export runs/dcgan-mnist --format onnx                    # RUN_DIR/generator.onnx
+  genlab export runs/vae-mnist --format onnx --part decoder --out vae-decoder.onnx
+  genlab export runs/classifier-mnist --format onnx --time --batch 64 --threads 1
+  genlab export runs/style --format onnx --part style-net --json
+""")
+    s.add_argument("run", metavar="RUN_DIR", help="a run directory (what genlab train wrote)")
+    s.add_argument("--format", default="onnx", choices=["onnx"], help="file format (only onnx for now; default onnx)")
+    s.add_argument("--part", metavar="PART",
+                   help="model, encoder, decoder, generator, classifier or style-net (default: the model's natural "
+                   "part; a part the model lacks is an error naming those it has)")
+    s.add_argument("--out", metavar="FILE.onnx", help="output file (default RUN_DIR/PART.onnx)")
+    s.add_argument("--opset", type=int, metavar="N", help="ONNX opset version (default: the exporter's own, 20 with torch 2.14; an older one where the exporter can convert the graph to it, often 16 or 17)")
+    s.add_argument("--best", action="store_true", help="use best.safetensors, the best-scoring weights of train.quality_every, instead of the last")
+    s.add_argument("--no-check", action="store_true", help="skip the onnxruntime check against PyTorch")
+    s.add_argument("--time", action="store_true", help="also time PyTorch and onnxruntime on the CPU (ms per batch, median) and print their ratio")
+    s.add_argument("--batch", type=int, default=64, metavar="B", help="--time: batch size (default 64)")
+    s.add_argument("--repeats", type=int, default=20, metavar="N", help="--time: timed calls of each, after 3 warm-up calls (default 20)")
+    s.add_argument("--threads", type=int, metavar="N", help="--time: CPU threads of both PyTorch and onnxruntime (default: torch's, i.e. $OMP_NUM_THREADS or the cores)")
+    s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+
     # demo
     s = sub.add_parser("demo", help="the main job: train, evaluate and report on embedded data", formatter_class=_formatter,
                        description="Train a VAE and an autoencoder on scikit-learn's digits (no download, a few "
@@ -587,9 +634,17 @@ def cmd_train(a) -> int:
         sets.append(f"model.style={json.dumps(str(style.resolve()))}")
     if a.labels_per_class is not None:
         sets.append(f"data.labels_per_class={a.labels_per_class}")
+    if a.amp:
+        sets.append(f"train.amp={a.amp}")
+    if a.compile:
+        sets.append("train.compile=true")
     run = train(a.model, a.data, out=a.out, config=a.config, set=sets, resume=a.resume, epochs=a.epochs,
                 steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed, device=a.device,
                 data_root=a.data_root, progress=not a.quiet and sys.stderr.isatty())
+    from .train.distributed import is_main
+
+    if not is_main():  # torchrun: rank 0 evaluates and reports
+        return 0
     ev = json.loads((run.path / "eval.json").read_text())
     keys = [k for k in ("loss", "accuracy", "nelbo", "kl", "mse", "bce", "psnr", "ssim", "hole_psnr", "modes", "high_quality", "reverse_kl") if k in ev]
     print("test: " + ", ".join(f"{k}={ev[k]:.4g}" for k in keys) + f"  ({ev['train_seconds']:.1f} s training)", file=sys.stderr)
@@ -1181,6 +1236,43 @@ def cmd_attack(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    import torch
+
+    from .export import export_onnx, time_export
+    from .run import load_run
+
+    if a.batch < 1:
+        raise GenlabError(f"--batch: expected a positive batch size, got {a.batch}")
+    if a.repeats < 1:
+        raise GenlabError(f"--repeats: expected a positive count, got {a.repeats}")
+    if a.threads is not None and a.threads < 1:
+        raise GenlabError(f"--threads: expected a positive number of threads, got {a.threads}")
+    if a.time:  # the timing needs onnxruntime: say so before the export, not after it
+        from .export import _require
+
+        _require("onnxruntime")
+    run = load_run(a.run, best=a.best)
+    res = export_onnx(run, part=a.part, out=a.out, opset=a.opset, check=not a.no_check)
+    if a.time:
+        t = time_export(run, res, batch=a.batch, repeats=a.repeats, threads=a.threads or torch.get_num_threads())
+        res.update({"torch_ms": t["torch_ms"], "onnx_ms": t["onnx_ms"], "ratio_onnx_to_torch": t["ratio"],
+                    "time_batch": t["batch"], "time_threads": t["threads"], "time_repeats": t["repeats"]})
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    sig = lambda items: ", ".join(f"{i['name']}: {i['dtype']}[{', '.join(map(str, i['shape']))}]" for i in items)  # noqa: E731
+    print(f"wrote {res['path']} ({res['bytes'] / 1024:.1f} KiB, opset {res['opset']}): {res['model']} {res['part']}, "
+          f"{sig(res['inputs'])} -> {', '.join(res['outputs'])}")
+    if res["max_abs_diff"] is not None:
+        print(f"check: onnxruntime vs PyTorch at batch 1 and 7, max abs difference {res['max_abs_diff']:.3g}")
+    if a.time:
+        print(f"time: batch {res['time_batch']}, {res['time_threads']} thread(s), median of {res['time_repeats']}: "
+              f"PyTorch {res['torch_ms']:.3f} ms, onnxruntime {res['onnx_ms']:.3f} ms, "
+              f"onnxruntime/PyTorch {res['ratio_onnx_to_torch']:.2f}")
+    return 0
+
+
 def cmd_demo(a) -> int:
     from .demo import run_demo
 
@@ -1213,12 +1305,15 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "sample": cm
             "report": cmd_report, "encode": cmd_encode, "classify": cmd_classify, "embed": cmd_embed,
             "denoise": cmd_denoise, "anomaly": cmd_anomaly, "demo": cmd_demo,
             "predict": cmd_predict, "features": cmd_features, "inspect": cmd_inspect, "stylize": cmd_stylize,
-            "visualize": cmd_visualize, "attack": cmd_attack, "bench": cmd_bench}
+            "visualize": cmd_visualize, "attack": cmd_attack, "bench": cmd_bench, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    a = parser.parse_args(argv)
+    a, extra = parser.parse_known_args(argv)
+    if extra:  # an unknown option: named by the subcommand (`genlab train: error: ...`), like its other usage errors
+        sub = next(x for x in parser._actions if isinstance(x, argparse._SubParsersAction)).choices[a.command]
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[a.command](a) or 0
     except GenlabError as e:

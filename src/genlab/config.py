@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import types
@@ -20,6 +21,13 @@ from typing import Any, TypeVar
 from .errors import ConfigError
 
 T = TypeVar("T")
+INT_LIMIT = 2**63  # integers travel through torch and numpy as int64
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a number with 5000 digits stays readable)."""
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 def choice(default: Any, choices: tuple, help: str = "") -> Any:
@@ -50,12 +58,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, a, where)
             except ConfigError:
                 pass
-        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {_short(value)}")
     if origin is list:
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list like [1,2,3], got {value!r}")
+            raise ConfigError(f"{where}: expected a list like [1,2,3], got {_short(value)}")
         (inner,) = args or (Any,)
         return [_coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is Any:
@@ -65,20 +73,29 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        raise ConfigError(f"{where}: expected true or false, got {_short(value)}")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+                value = int(value)
+            else:
+                raise ConfigError(f"{where}: expected an integer, got {_short(value)}")
+        if not -INT_LIMIT < value < INT_LIMIT:
+            raise ConfigError(f"{where}: expected an integer of magnitude below 2**63, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}")
+        try:
+            f = float(value)
+        except OverflowError:
+            f = math.inf
+        if not math.isfinite(f):
+            raise ConfigError(f"{where}: expected a finite number, got {_short(value)}")
+        return f
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_short(value)}")
         return value
     return value
 
@@ -87,10 +104,12 @@ def fields_of(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build ``cls`` from a dict, rejecting unknown fields and values of the wrong type."""
+def coerce_fields(cls: type, data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """``data`` with each value coerced to its field's type; an unknown field, a value of the
+    wrong type or not among the field's choices is a ConfigError naming it. Ranges and the
+    class's ``validate`` are left to ``from_dict``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table of fields, got {data!r}")
+        raise ConfigError(f"{where}: expected a table of fields, got {_short(data)}")
     known = fields_of(cls)
     hints = typing.get_type_hints(cls)
     kwargs = {}
@@ -100,7 +119,15 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
                 f"{where}: unknown field {key!r}; known fields: {', '.join(sorted(known))}"
             )
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    obj = cls(**kwargs)
+        choices = known[key].metadata.get("choices")
+        if choices and kwargs[key] not in choices:
+            raise ConfigError(f"{where}.{key}: expected one of {', '.join(map(str, choices))}, got {_short(kwargs[key])}")
+    return kwargs
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build ``cls`` from a dict, rejecting unknown fields and values of the wrong type."""
+    obj = cls(**coerce_fields(cls, data, where))
     check(obj, where)
     return obj
 
@@ -112,7 +139,7 @@ def check(obj: Any, where: str = "config") -> None:
         value = getattr(obj, f.name)
         if choices and value not in choices:
             raise ConfigError(
-                f"{where}.{f.name}: expected one of {', '.join(map(str, choices))}, got {value!r}"
+                f"{where}.{f.name}: expected one of {', '.join(map(str, choices))}, got {_short(value)}"
             )
     validate = getattr(obj, "validate", None)
     if validate is not None:
@@ -131,7 +158,7 @@ def parse_value(text: str) -> Any:
     t = text.strip()
     try:
         return json.loads(t)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON (JSONDecodeError), a number of >4300 digits, [[[[...
         pass
     low = t.lower()
     if low in ("true", "false"):
@@ -156,13 +183,21 @@ def parse_set(items: list[str]) -> list[tuple[str, Any]]:
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
+    try:
+        found = p.is_file()
+    except (OSError, ValueError):  # a name with a NUL byte, or too long
+        found = False
+    if not found:
         raise ConfigError(f"{p}: config file not found")
     try:
         with open(p, "rb") as f:
             data = tomllib.load(f)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid TOML (arrays or tables nested too deeply)") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file ({e})") from None
     allowed = {"model", "train", "data"}
     for key in data:
         if key not in allowed:

@@ -6,7 +6,16 @@ class GenlabError(Exception):
 
     The message must name the problem (the file, the field, the expected value); the CLI
     prints it as ``genlab: error: <message>`` and exits with status 2, without a traceback.
+    The message is always one line: a line break inside it (say, in a key typed by the user)
+    is shown escaped, as ``\\n``.
     """
+
+    def __str__(self) -> str:
+        return super().__str__().translate(_LINE_BREAKS)
+
+
+# every character str.splitlines() breaks at, written as its escape
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 class ConfigError(GenlabError):

@@ -18,12 +18,25 @@ def to_unit(x: torch.Tensor, value_range: tuple[float, float]) -> torch.Tensor:
     return ((x - lo) / max(hi - lo, 1e-12)).clamp(0, 1)
 
 
+def to_mode(im, mode: str):
+    """``im`` converted to ``mode`` ("L" or "RGB") as PIL converts it (RGBA and LA lose their
+    alpha, P maps through its palette, CMYK is inverted), except that 16-bit grey ("I;16",
+    "I;16B", ...) and 32-bit integer ("I") images are first scaled from 0..65535 to 0..255:
+    PIL's own conversion clips them at 255, which turns most 16-bit images white."""
+    from PIL import Image
+
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.float64)
+        im = Image.fromarray(np.rint(np.clip(a, 0, 65535) / 257.0).astype(np.uint8))
+    return im.convert(mode)
+
+
 def pil_to_chw(im, mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """A PIL image as a uint8 (C, H, W) array in ``mode`` ("L" or "RGB"), resized (bilinear) to
     ``size`` = (width, height) when given and different."""
     from PIL import Image
 
-    im = im.convert(mode)
+    im = to_mode(im, mode)
     if size is not None and im.size != tuple(size):
         im = im.resize(tuple(size), Image.BILINEAR)
     a = np.asarray(im, dtype=np.uint8)

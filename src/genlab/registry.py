@@ -40,6 +40,8 @@ class Registry:
         return self.entry(name).obj
 
     def entry(self, name: str) -> Entry:
+        if not isinstance(name, str):  # e.g. `name = 3` in a config file
+            raise GenlabError(f"{self.kind} name: expected a string, got {name!r}; known: {', '.join(sorted(self._entries))}")
         try:
             return self._entries[name]
         except KeyError:

@@ -1,12 +1,14 @@
 """Run directories and the high-level API: ``train(...)`` makes one, ``load_run(path)`` opens it.
 
-A run directory holds ``config.json`` (model name and config, data config, training config),
+A run directory holds ``config.json`` (its ``format``, model name and config, data config,
+training config; a run of a newer format than this genlab reads is refused by name),
 ``model.safetensors``, ``state.pt`` (for exact resume), ``metrics.jsonl``, ``samples/*.png``,
 ``eval.json`` (test metrics at the end of training) and ``report.html`` once reported.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import time
@@ -17,9 +19,9 @@ from typing import Any
 import torch
 
 from . import __version__
-from .config import fields_of, from_dict, load_toml
+from .config import coerce_fields, fields_of, from_dict, load_toml
 from .data import DataConfig, Dataset, load_data
-from .errors import ConfigError, RunError
+from .errors import ConfigError, GenlabError, RunError
 from .images import save_grid
 from .io import atomic_write_json, read_jsonl
 from .models import create_model, model_config_class
@@ -27,6 +29,9 @@ from .train import TrainConfig, fit
 from .train.checkpoint import WEIGHTS, load_weights
 
 CONFIG = "config.json"
+# the layout of config.json: runs written before the field existed are format 1. Raise it when a
+# change makes older genlab versions misread a run; a run of a newer format is refused by name.
+CONFIG_FORMAT = 1
 # data sets whose samples genlab can judge with a classifier it ships
 SAMPLE_EXTRACTORS = {"mnist": "mnist-cnn", "fashion-mnist": "fashion-cnn"}
 
@@ -71,6 +76,65 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "data"
 
 
+def check_run_config(cfg: Any, cfg_path: Path) -> None:
+    """The fields of a run's config.json that every command relies on, or a RunError naming the
+    file and the field: a format newer than this genlab reads, a missing field, a model genlab
+    does not know, a shape or value range that is not a list of numbers."""
+    from .registry import MODELS
+
+    if not isinstance(cfg, dict):
+        raise RunError(f"{cfg_path}: expected a JSON object of fields, got {type(cfg).__name__}")
+    fmt = cfg.get("format", 1)  # runs written before the field existed
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt < 1:
+        raise RunError(f"{cfg_path}: field 'format': expected a positive integer, got {fmt!r}")
+    if fmt > CONFIG_FORMAT:
+        raise RunError(f"{cfg_path}: field 'format' is {fmt}, newer than this genlab ({__version__}) reads "
+                       f"(format {CONFIG_FORMAT} or older); open the run with a newer genlab")
+    for key in ("model", "model_config", "data", "train", "shape", "value_range"):
+        if key not in cfg:
+            raise RunError(f"{cfg_path}: field {key!r} is missing")
+    name = cfg["model"]
+    if not isinstance(name, str) or name not in MODELS:
+        raise RunError(f"{cfg_path}: field 'model' names no model genlab knows ({name!r}); known: {', '.join(MODELS.names())}")
+    for key in ("model_config", "data", "train"):
+        if not isinstance(cfg[key], dict):
+            raise RunError(f"{cfg_path}: field {key!r}: expected a JSON object of fields, got {cfg[key]!r}")
+    shape = cfg["shape"]
+    if (not isinstance(shape, list) or len(shape) not in (1, 3)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)):
+        raise RunError(f"{cfg_path}: field 'shape': expected [D] or [C, H, W] of positive integers, got {shape!r}")
+    vr = cfg["value_range"]
+    if (not isinstance(vr, list) or len(vr) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in vr)
+            or not vr[0] <= vr[1]):
+        raise RunError(f"{cfg_path}: field 'value_range': expected [low, high] with low <= high, got {vr!r}")
+
+
+def check_weights_fit(weights: Path, model: torch.nn.Module, model_name: str, cfg_path: Path) -> None:
+    """A RunError naming the file, the parameter and both shapes when the weights in ``weights``
+    are not those of the model ``cfg_path`` describes (another model, or config.json edited, e.g.
+    to another latent size). A file that cannot be read is left to ``load_weights`` to report."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception:  # missing or damaged: load_weights names the problem
+        return
+    own = {k: list(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in own if k not in stored]
+    unexpected = [k for k in stored if k not in own]
+    if missing or unexpected:
+        raise RunError(f"{weights}: not the weights of the {model_name!r} model that {cfg_path} describes "
+                       f"(fields 'model' and 'model_config'): {len(missing)} of its parameters missing "
+                       f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}")
+    for k, shape in own.items():
+        if stored[k] != shape:
+            raise RunError(f"{weights}: parameter {k!r} has shape {stored[k]} in the file but {shape} in the "
+                           f"{model_name!r} model that {cfg_path} describes (fields 'model', 'model_config', 'shape'): "
+                           "the weights are another model's, or config.json was changed after they were saved")
+
+
 class Run:
     """An opened run directory."""
 
@@ -84,11 +148,11 @@ class Run:
             raise RunError(f"{cfg_path}: missing; {self.path} is not a genlab run directory")
         try:
             self.config = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
+        except ValueError as e:  # JSONDecodeError, or bytes that are not UTF-8
             raise RunError(f"{cfg_path}: not valid JSON ({e})") from None
-        for key in ("model", "model_config", "data", "train", "shape", "value_range"):
-            if key not in self.config:
-                raise RunError(f"{cfg_path}: field {key!r} is missing")
+        except OSError as e:
+            raise RunError(f"{cfg_path}: cannot read it ({e})") from None
+        check_run_config(self.config, cfg_path)
         self.model_name: str = self.config["model"]
         self.data_config = from_dict(DataConfig, self.config["data"], where=f"{cfg_path}: data")
         self.train_config = from_dict(TrainConfig, self.config["train"], where=f"{cfg_path}: train")
@@ -107,7 +171,9 @@ class Run:
             if self.best and not (self.path / "best.safetensors").is_file():
                 raise RunError(f"{self.path / 'best.safetensors'}: not found; --best needs a run trained with "
                                "train.quality_every=N")
-            load_weights(self.path / ("best.safetensors" if self.best else WEIGHTS), m)
+            weights = self.path / ("best.safetensors" if self.best else WEIGHTS)
+            check_weights_fit(weights, m, self.model_name, self.path / CONFIG)
+            load_weights(weights, m)
             m.eval()
             self._model = m
         return self._model
@@ -322,6 +388,68 @@ def write_progress_grids(run_dir: Path, data: Dataset):
     return cb
 
 
+def read_config_file(config: str | Path, model: str | None) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """``--config FILE.toml`` as (model name, {"model": {...}, "train": {...}, "data": {...}}): the
+    model named by a top-level ``model = "vae"`` or by ``name`` in the [model] table (it must agree
+    with ``model`` from the command line), and the fields of each table, not yet checked."""
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    file_cfg = load_toml(config)
+    file_model = file_cfg.pop("model") if isinstance(file_cfg.get("model"), str) else None
+    if isinstance(file_cfg.get("model"), dict) and "name" in file_cfg["model"]:
+        file_model = file_cfg["model"].pop("name")
+        if not isinstance(file_model, str):
+            raise ConfigError(f"{config}: [model] name: expected a model name in quotes, e.g. name = \"vae\", got {file_model!r}")
+    if file_model is not None:
+        try:
+            model_config_class(file_model)
+        except GenlabError as e:
+            raise ConfigError(f"{config}: {e}") from None
+    if file_model is not None and model is not None and file_model != model:
+        raise ConfigError(f"{config}: names model {file_model!r}, the command line {model!r}; drop one")
+    for sec in sections:
+        if sec in file_cfg:
+            if not isinstance(file_cfg[sec], dict):
+                raise ConfigError(f"{config}: [{sec}] must be a table, got {sec} = {file_cfg[sec]!r}")
+            sections[sec].update(file_cfg[sec])
+    return model or file_model, sections
+
+
+def new_run_config(model: str | None, data: str | None, config: str | Path | None, items: list[tuple[str, Any]],
+                   cli: dict[str, Any] | None = None, data_root: str | None = None
+                   ) -> tuple[str, TrainConfig, DataConfig, dict[str, Any]]:
+    """The checked configuration of a new run: (model name, train config, data config, model
+    fields) from the config file, then the command line (``cli``: epochs, steps, batch_size, lr,
+    seed, device; ``data``, ``data_root``), then the ``--set`` items. Reads no data; raises a
+    ConfigError naming the field, the key or the file."""
+    cli = dict(cli or {})
+    sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
+    if config is not None:
+        model, sections = read_config_file(config, model)
+    if model is None:
+        raise ConfigError("model: name one, e.g. genlab.train('vae', ...) or `name = \"vae\"` in the [model] table")
+    model_config_class(model)  # unknown model -> a clear error before anything else
+    if config is not None:  # the file's own keys and types, named with the file
+        classes = {"model": model_config_class(model), "train": TrainConfig, "data": DataConfig}
+        for sec, vals in sections.items():
+            coerce_fields(classes[sec], vals, where=f"{config}: [{sec}]")
+    if data is not None:
+        sections["data"]["name"] = data
+    sections["data"].setdefault("name", "digits")
+    if cli.get("epochs") is not None:
+        sections["train"].pop("steps", None)
+    if cli.get("steps") is not None:
+        sections["train"].pop("epochs", None)
+    sections["train"].update({k: v for k, v in cli.items() if v is not None})
+    if data_root is not None:
+        sections["data"]["root"] = data_root
+    for sec, vals in route_overrides(model, items).items():
+        sections[sec].update(vals)
+    train_cfg = from_dict(TrainConfig, sections["train"], where="train")
+    data_cfg = from_dict(DataConfig, sections["data"], where="data")
+    from_dict(model_config_class(model), sections["model"], where=f"model {model}")
+    return model, train_cfg, data_cfg, sections["model"]
+
+
 def train(model: str | None = None, data: str | None = None, *, out: str | Path | None = None,
           config: str | Path | None = None, set: list[str] | dict | None = None, resume: bool = False,
           epochs: int | None = None, steps: int | None = None, batch_size: int | None = None,
@@ -341,6 +469,9 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         items = list(set.items())
     elif set:
         items = parse_set(list(set))
+    from .train import distributed as dist
+
+    dist.setup(device or "auto")  # under torchrun: join the group; only rank 0 writes files
 
     if resume:
         if out is None:
@@ -374,45 +505,13 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
         model_cfg = cfg["model_config"]
         run_dir = run.path
     else:
-        sections: dict[str, dict[str, Any]] = {"model": {}, "train": {}, "data": {}}
-        if config is not None:
-            file_cfg = load_toml(config)
-            file_model = file_cfg.pop("model") if isinstance(file_cfg.get("model"), str) else None
-            if isinstance(file_cfg.get("model"), dict) and "name" in file_cfg["model"]:
-                file_model = file_cfg["model"].pop("name")
-            if file_model is not None and model is not None and file_model != model:
-                raise ConfigError(f"{config}: names model {file_model!r}, the command line {model!r}; drop one")
-            model = model or file_model
-            for sec in sections:
-                if sec in file_cfg:
-                    if not isinstance(file_cfg[sec], dict):
-                        raise ConfigError(f"{config}: [{sec}] must be a table")
-                    sections[sec].update(file_cfg[sec])
-        if model is None:
-            raise ConfigError("model: name one, e.g. genlab.train('vae', ...) or `name = \"vae\"` in the [model] table")
-        model_config_class(model)  # unknown model -> a clear error before anything else
-        if data is not None:
-            sections["data"]["name"] = data
-        sections["data"].setdefault("name", "digits")
         cli = {"epochs": epochs, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
-        if epochs is not None:
-            sections["train"].pop("steps", None)
-        if steps is not None:
-            sections["train"].pop("epochs", None)
-        sections["train"].update({k: v for k, v in cli.items() if v is not None})
-        if data_root is not None:
-            sections["data"]["root"] = data_root
-        for sec, vals in route_overrides(model, items).items():
-            sections[sec].update(vals)
-        train_cfg = from_dict(TrainConfig, sections["train"], where="train")
-        data_cfg = from_dict(DataConfig, sections["data"], where="data")
-        from_dict(model_config_class(model), sections["model"], where=f"model {model}")
-        model_cfg = sections["model"]
+        model, train_cfg, data_cfg, model_cfg = new_run_config(model, data, config, items, cli, data_root)
         if out is None:
             out = Path("runs") / f"{model}-{_safe(data_cfg.name)}-{time.strftime('%Y%m%d-%H%M%S')}"
         data_cfg = absolute_paths(data_cfg)
         run_dir = Path(out)
-        if (run_dir / WEIGHTS).exists() or (run_dir / CONFIG).exists():
+        if dist.is_main() and ((run_dir / WEIGHTS).exists() or (run_dir / CONFIG).exists()):
             raise ConfigError(f"--out {run_dir}: already holds a run; pass --resume to continue it, or choose another --out")
 
     ds = load_data(data_cfg)
@@ -425,26 +524,29 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
             ds.train = ds.train.subset(keep)
     if not resume and hasattr(model_cls, "prepare_config"):  # fields that come from the data (classes, auto strategy)
         model_cfg, msg = model_cls.prepare_config(model_cfg, ds)
-        if msg:
+        if msg and dist.is_main():
             print(f"genlab: {msg}", file=sys.stderr)
     torch.manual_seed(train_cfg.seed)  # the same seed gives the same initial weights
     m = build_model(model, model_cfg, ds.shape, ds.value_range, where=f"model {model}")
+    if resume:  # weights that no longer fit config.json: say so before anything in the run is rewritten
+        check_weights_fit(run_dir / WEIGHTS, m, model, run_dir / CONFIG)
     if not resume and hasattr(m, "init_weights"):  # pretrained weights: a new run only
         m.init_weights()
     full_model_cfg = asdict(m.config)
-    if not resume:
+    if not resume and dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / CONFIG, {
-            "genlab_version": __version__, "model": model, "model_config": full_model_cfg,
+            "format": CONFIG_FORMAT, "genlab_version": __version__, "model": model, "model_config": full_model_cfg,
             "data": asdict(data_cfg), "train": asdict(train_cfg),
             "shape": list(ds.shape), "value_range": list(ds.value_range),
             "num_params": sum(p.numel() for p in m.parameters()),
             **({"weights_source": m.weights_source} if hasattr(m, "weights_source") else {}),
         })
-    else:
+    elif dist.is_main():
         cfg = json.loads((run_dir / CONFIG).read_text())
         cfg["train"] = asdict(train_cfg)
         atomic_write_json(run_dir / CONFIG, cfg)
+    dist.barrier()
 
     from .train.engine import resolve_device
 
@@ -452,12 +554,14 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
     if getattr(m, "trains_directly", False):  # the linear probe: features once, then the head
         if resume:
             raise ConfigError(f"--resume: {run_dir} is a linear probe, trained in one pass; start a new run")
+        if dist.info().enabled:
+            raise ConfigError("strategy: the linear probe trains in one pass on one process; run it without torchrun")
         summary = fit_probe(m, ds, train_cfg, run_dir)
     else:
         summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
                       on_epoch_end=write_progress_grids(run_dir, ds),
                       quality=quality_probe(m, ds, data_cfg.name) if train_cfg.quality_every else None)
-    if evaluate_at_end:
+    if evaluate_at_end and dist.is_main():
         from .evaluate import evaluate
 
         res = evaluate(m, ds, "test")

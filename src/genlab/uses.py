@@ -515,7 +515,7 @@ def read_images(paths: list[str | Path], shape: tuple[int, ...], value_range=(0.
     """Image files as model inputs of ``shape`` (C, H, W): converted to grey (C = 1) or RGB
     (C = 3), resized to H x W (bilinear, antialiased), 0..255 mapped linearly onto
     ``value_range``. An unreadable file raises a DataError naming it."""
-    from PIL import Image, UnidentifiedImageError
+    from .data.files import open_image
 
     if len(shape) != 3:
         raise DataError(f"the run's data are vectors of shape {list(shape)}, not images; image files cannot be fed to it")
@@ -528,11 +528,8 @@ def read_images(paths: list[str | Path], shape: tuple[int, ...], value_range=(0.
         p = Path(p)
         if not p.is_file():
             raise DataError(f"{p}: no such image file")
-        try:
-            with Image.open(p) as im:
-                a = pil_to_chw(im, "L" if c == 1 else "RGB", (w, h)).astype(np.float32) / 255.0
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{p}: cannot read image ({e})") from None
+        mode = "L" if c == 1 else "RGB"
+        a = pil_to_chw(open_image(p, mode), mode, (w, h)).astype(np.float32) / 255.0
         out.append(lo + a * (hi - lo))
     if not out:
         raise DataError("no image files given")

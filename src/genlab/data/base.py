@@ -25,6 +25,7 @@ class DataConfig:
     threshold: float = field(0.5, "threshold for binarize=fixed")
     image_size: int = field(32, "side length images from folder:PATH are resized to")
     grayscale: bool = field(False, "folder:PATH images as one channel")
+    bad_images: str = choice("fail", ("fail", "skip"), "folder:PATH files that cannot be read (truncated, corrupt, not an image): fail names the first, skip leaves them out with a warning naming each")
     test_fraction: float = field(0.2, "test share for data sets without their own test split (digits, folder:, npz:)")
     limit: int = field(0, "use only the first N training examples (0: all)")
     classes: list[int] = field([], "keep only the examples of these class labels (e.g. [3] or [0,1]) in every split, labels unchanged, after data.limit; empty: all")

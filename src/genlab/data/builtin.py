@@ -23,7 +23,8 @@ def stratified_split(y: np.ndarray | None, n: int, test_fraction: float, seed: i
     if n_test >= n:
         raise DataError(f"{where}: data.test_fraction={test_fraction} of {n} examples leaves no training examples")
     idx = np.arange(n)
-    strat = y if y is not None and len(np.unique(y)) > 1 and np.bincount(y).min() >= 2 else None
+    counts = np.unique(y, return_counts=True)[1] if y is not None else None
+    strat = y if counts is not None and len(counts) > 1 and counts.min() >= 2 else None
     try:
         tr, te = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=strat)
     except ValueError:  # too few test examples to hold every class: split without strata
@@ -81,9 +82,19 @@ def read_idx(path: Path) -> np.ndarray:
     return body.reshape(dims)
 
 
+def _check_root(root: Path, name: str, inside: str, cfg: DataConfig) -> None:
+    """A data root that does not exist is named as such (not as a list of missing files)."""
+    if not cfg.download and not root.is_dir():
+        source = ("--data-root" if cfg.root else "$GENLAB_DATA_ROOT" if os.environ.get("GENLAB_DATA_ROOT")
+                  else "the default ./data")
+        raise DataError(f"{name}: data root {root} ({source}) is not a folder; point --data-root at the folder "
+                        f"that holds {inside}, or pass --download")
+
+
 def _load_idx_dataset(cfg: DataConfig, name: str, folder: str, tv_class: str, classes: list[str]) -> Dataset:
     root = Path(cfg.resolved_root()).expanduser()
     raw = root / folder / "raw"
+    _check_root(root, name, f"{folder}/raw", cfg)
     stems = [s for pair in _IDX_FILES.values() for s in pair]
     missing = [s for s in stems if _find(raw, s) is None]
     if missing and cfg.download:
@@ -125,6 +136,7 @@ def load_cifar10(cfg: DataConfig) -> Dataset:
 
     root = Path(cfg.resolved_root()).expanduser()
     folder = root / "cifar-10-batches-py"
+    _check_root(root, "cifar10", "cifar-10-batches-py", cfg)
     needed = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch"]
     missing = [f for f in needed if not (folder / f).is_file()]
     if missing and not cfg.download:

@@ -47,22 +47,17 @@ def _from_array(a: np.ndarray, where: str) -> torch.Tensor:
 
 
 def _read_images(folder: Path, image_size: int | None) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
-
-    from ..data.files import IMAGE_EXTS
+    from ..data.files import IMAGE_EXTS, open_image
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
         raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_EXTS))}) in it or its subfolders")
     arrays, sizes, modes = [], set(), set()
     for p in files:
-        try:
-            with Image.open(p) as im:
-                modes.add("L" if im.mode in ("L", "1", "I;16", "I") else "RGB")
-                arrays.append(im.copy())
-                sizes.add(im.size)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{p}: cannot read image ({e})") from None
+        im = open_image(p, None)  # grey files stay grey
+        modes.add(im.mode)
+        arrays.append(im)
+        sizes.add(im.size)
     mode = "L" if modes == {"L"} else "RGB"
     if image_size is None and len(sizes) > 1:
         raise DataError(f"{folder}: images have {len(sizes)} different sizes (e.g. {sorted(sizes)[:2]}); pass --image-size")
@@ -93,10 +88,10 @@ def load_source(spec: str, n: int | None = None, seed: int = 0, data_root: str |
     if p.is_dir():
         return _subset(_read_images(p, image_size), n, seed), {"kind": "folder", "path": str(p)}
     if p.suffix == ".npz":
-        from ..data.files import open_npz
+        from ..data.files import npz_array, open_npz
 
         z = open_npz(p, spec)
-        return _subset(_from_array(z["x"], f"{spec}: array 'x'"), n, seed), {"kind": "npz", "path": str(p)}
+        return _subset(_from_array(npz_array(z, "x", spec), f"{spec}: array 'x'"), n, seed), {"kind": "npz", "path": str(p)}
     if ":" in spec and not p.exists():
         name, _, split = spec.rpartition(":")
         if split not in ("train", "test"):

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import DataError, GenlabError
+from ..errors import GenlabError
 from .features import FeatureExtractor, resolve_style_layers
 from .optimize import OPTIMIZERS, optimize_input
 
@@ -109,15 +109,13 @@ def combine_luminance(y: Tensor, content: Tensor) -> Tensor:
 # ---------------------------------------------------------------- images
 
 def load_image(path: str | Path) -> Tensor:
-    """An image file as RGB (1, 3, H, W) in [0, 1]; a missing or unreadable file raises a DataError."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as RGB (1, 3, H, W) in [0, 1]; a missing, truncated or unreadable file
+    raises a DataError naming it (see :func:`genlab.data.files.open_image`)."""
+    from ..data.files import open_image
 
-    try:
-        with Image.open(path) as im:
-            a = torch.frombuffer(bytearray(im.convert("RGB").tobytes()), dtype=torch.uint8)
-            w, h = im.size
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+    im = open_image(Path(path), "RGB")
+    a = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+    w, h = im.size
     return a.view(h, w, 3).permute(2, 0, 1).unsqueeze(0).float() / 255.0
 
 

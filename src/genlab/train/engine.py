@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import signal
+from contextlib import nullcontext
 import sys
 import threading
 import time
@@ -46,6 +47,9 @@ class TrainConfig:
     checkpoint_every: int = field(1000, "steps between checkpoints (0: only at the end); one is always written at the end")
     sample_every: int = field(0, "steps between sample/reconstruction grids (0: at the end of each epoch)")
     threads: int = field(0, "CPU threads for torch (0: torch's default)")
+    amp: str = choice("off", ("off", "bf16", "fp16"), "mixed precision: forward passes autocast to bf16, or to fp16 with a gradient scaler (made for CUDA; on the CPU both run, for testing)")
+    compile: bool = field(False, "torch.compile the model's networks (each top-level submodule; weights and checkpoints unchanged)")
+    compile_backend: str = field("inductor", "torch.compile backend (inductor; eager or aot_eager to check the plumbing without code generation)")
     on_nan: str = choice("stop", ("stop", "rollback"), "what a NaN or infinite loss or gradient does: stop naming the step and the term, or roll back to the last checkpoint and go on with the learning rate times rollback_lr_factor")
     rollback_lr_factor: float = field(0.5, "learning-rate factor applied at each rollback (on_nan=rollback)")
     max_rollbacks: int = field(3, "rollbacks allowed before the run stops (on_nan=rollback)")
@@ -98,9 +102,12 @@ class TrainingInterrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-def _first_bad(out: dict) -> str | None:
+def _first_bad(out: dict, grads: bool = True) -> str | None:
     """The name of the first non-finite value in ``out`` (one device sync when all are finite);
-    a term of the loss is named before the total it makes non-finite."""
+    a term of the loss is named before the total it makes non-finite. ``grads=False`` leaves
+    the gradient norms out (fp16: an overflow there is the gradient scaler's business)."""
+    if not grads:
+        out = {k: v for k, v in out.items() if not k.startswith("grad_norm")}
     vals = [torch.as_tensor(v).detach().float().reshape(-1) for v in out.values()]
     if not vals or torch.isfinite(torch.cat(vals)).all():
         return None
@@ -150,18 +157,23 @@ class Updater:
     gradients, back-propagates, clips to ``train.grad_clip`` and steps. It records each
     optimizer's gradient norm before clipping (``grad_norm_<name>``) for the log."""
 
-    def __init__(self, opts: dict[str, torch.optim.Optimizer], cfg: TrainConfig):
-        self.opts, self.cfg = opts, cfg
+    def __init__(self, opts: dict[str, torch.optim.Optimizer], cfg: TrainConfig, scaler=None):
+        self.opts, self.cfg, self.scaler = opts, cfg, scaler
         self.grad_norms: dict[str, torch.Tensor] = {}
 
     def __call__(self, name: str, loss: torch.Tensor) -> None:
         opt = self.opts[name]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
         dist.all_reduce_grads(params)  # torchrun: the global batch's gradient on every rank
+        if self.scaler is not None:
+            self.scaler.unscale_(opt)
         self.grad_norms[f"grad_norm_{name}"] = _grad_norm(params, self.cfg.grad_clip)
-        opt.step()
+        if self.scaler is not None:
+            self.scaler.step(opt)  # skipped when the scaled gradients overflowed
+        else:
+            opt.step()
 
 
 def _grad_norm(params: list, clip: float) -> torch.Tensor:
@@ -254,10 +266,16 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
     if D.enabled:
         dist.convert_batchnorm(model)  # statistics of the global batch
         dist.broadcast_module(model)
+    if cfg.compile:  # in place: state-dict keys (and so checkpoints) stay those of the plain model
+        for child in model.children():
+            child.compile(backend=cfg.compile_backend)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    scaler = torch.amp.GradScaler(device.type) if cfg.amp == "fp16" else None
     # a model with its own train_step (GANs) brings several optimizers; others get one
     custom = hasattr(model, "train_step")
     opts = model.make_optimizers(cfg) if custom else {"main": make_optimizer(model, cfg)}
-    updater = Updater(opts, cfg)
+    updater = Updater(opts, cfg, scaler)
 
     n = len(data.train)
     if n == 0:
@@ -289,6 +307,8 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
         else:
             opts["main"].load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], device)
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         step, elapsed = state["step"], state.get("elapsed", 0.0)
         lr_scale = state.get("lr_scale", 1.0)
 
@@ -348,6 +368,7 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                else {"optimizer": opts["main"].state_dict()}),
             "rng": _rng_state(device), "elapsed": elapsed + (time.perf_counter() - t0),
             "total_steps": total, "lr_scale": lr_scale, "rollbacks": rollbacks,
+            **({"scaler": scaler.state_dict()} if scaler is not None else {}),
         })
 
     # SIGINT / SIGTERM: finish the step, write a checkpoint, stop (a second signal acts at once)
@@ -401,22 +422,32 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                                 grp["lr"] = grp["base_lr"] * scale
                     try:
                         if custom:  # the model applies its own losses through the updater
-                            out = model.train_step(x, y, updater, step, total)
+                            with autocast():
+                                out = model.train_step(x, y, updater, step, total)
+                            if scaler is not None:
+                                scaler.update()
                             out.update(updater.grad_norms)
-                            bad = _first_bad(out)
+                            bad = _first_bad(out, grads=scaler is None)
                         else:
-                            out = model.loss(x, y) if uses_labels else model.loss(x)
+                            with autocast():
+                                out = model.loss(x, y) if uses_labels else model.loss(x)
                             loss = out["loss"]
                             opt = opts["main"]
                             opt.zero_grad(set_to_none=True)
-                            loss.backward()
+                            (scaler.scale(loss) if scaler is not None else loss).backward()
                             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
                             dist.all_reduce_grads(params)
+                            if scaler is not None:
+                                scaler.unscale_(opt)
                             out["grad_norm"] = _grad_norm(params, cfg.grad_clip)
                             # one check (one device sync) for the loss, its terms and the gradient
-                            bad = _first_bad(out)
+                            bad = _first_bad(out, grads=scaler is None)
                             if bad is None:
-                                opt.step()
+                                if scaler is not None:
+                                    scaler.step(opt)  # skipped when the scaled gradients overflowed
+                                    scaler.update()
+                                else:
+                                    opt.step()
                     finally:
                         shard.__exit__(None, None, None)
                     if bad is not None:
