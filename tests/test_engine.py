@@ -546,3 +546,14 @@ def test_amp_and_compile_flags_reach_the_config(tmp_path, capsys):
     assert rc == 0
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())["train"]
     assert cfg["amp"] == "bf16" and cfg["compile"] is True
+
+
+def test_quality_checks_do_not_change_the_training_steps(tmp_path, data_root):
+    """The stacked-mnist quality probe builds the mnist-cnn classifier; building it must not draw
+    from training's RNG: a run with train.quality_every takes the same steps as one without."""
+    kw = dict(steps=6, device="cpu", evaluate_at_end=False, data_root=str(data_root))
+    s = {"g_width": 8, "d_width": 8, "train.batch_size": 32, "data.limit": 2000}
+    a = genlab.train("dcgan", "stacked-mnist", out=tmp_path / "a", set={**s, "train.quality_every": 0}, **kw)
+    b = genlab.train("dcgan", "stacked-mnist", out=tmp_path / "b", set={**s, "train.quality_every": 3}, **kw)
+    assert state_dicts_equal(weights(a), weights(b))
+    assert len([r for r in b.metrics() if r["split"] == "quality"]) == 2

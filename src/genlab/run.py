@@ -558,9 +558,14 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
             raise ConfigError("strategy: the linear probe trains in one pass on one process; run it without torchrun")
         summary = fit_probe(m, ds, train_cfg, run_dir)
     else:
+        quality = None
+        if train_cfg.quality_every:
+            # building the probe's classifier initialises layers: keep that off training's RNG, so a
+            # run with quality checks takes the same steps as one without
+            with torch.random.fork_rng(devices=[]):
+                quality = quality_probe(m, ds, data_cfg.name)
         summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
-                      on_epoch_end=write_progress_grids(run_dir, ds),
-                      quality=quality_probe(m, ds, data_cfg.name) if train_cfg.quality_every else None)
+                      on_epoch_end=write_progress_grids(run_dir, ds), quality=quality)
     if evaluate_at_end and dist.is_main():
         from .evaluate import evaluate
 
