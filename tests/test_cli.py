@@ -367,3 +367,13 @@ def test_zero_or_negative_budgets_are_refused(tmp_path, capsys, flag):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and flag in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_resume_reads_the_model_from_the_run(tmp_path, capsys):
+    rc, out, _ = run_cli(capsys, "train", "ae", *TINY, "--steps", 2, "--out", tmp_path / "r")
+    assert rc == 0
+    rc, out, _ = run_cli(capsys, "train", "--out", tmp_path / "r", "--resume", "--steps", 4)
+    assert rc == 0 and out.strip().splitlines()[-1] == str(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "eval.json").read_text())["steps"] == 4
+    rc, _, err = run_cli(capsys, "train", "--steps", 4)
+    assert_one_line_error(rc, err, "MODEL")

@@ -19,7 +19,7 @@ examples:
   genlab train vae --data mnist --data-root ../shared/data --epochs 10 --batch-size 128
   genlab train ae --data mnist --data-root DIR --set hidden=[1000,500,250] latent=30 loss=bce
   genlab train vae --data mnist --set data.binarize=dynamic train.grad_clip=5
-  genlab train vae --out runs/v1 --resume --epochs 20      # continue a stopped run to 20 epochs
+  genlab train --out runs/v1 --resume --epochs 20          # continue a stopped run to 20 epochs
   genlab train classifier --backbone efficientnet_lite0 --data fashion-mnist --data-root DIR \
       --labels-per-class 100 --strategy auto --epochs 5     # transfer learning; auto picks freeze:N
   genlab train classifier --backbone resnet18 --weights resnet18.pth --data folder:photos --strategy finetune
@@ -93,7 +93,8 @@ def build_parser() -> Parser:
     s = sub.add_parser("train", help="train a model; prints the run directory", formatter_class=_formatter,
                        description="Train MODEL on a data set and write a run directory (config.json, "
                        "model.safetensors, state.pt, metrics.jsonl, samples/, eval.json).", epilog=EPILOG_TRAIN)
-    s.add_argument("model", metavar="MODEL", help="a registered model (see `genlab list models`)")
+    s.add_argument("model", metavar="MODEL", nargs="?",
+                   help="a registered model (see `genlab list models`); optional with --resume, which reads it from the run")
     s.add_argument("--data", metavar="NAME", help="digits (default), mnist, fashion-mnist, cifar10, folder:PATH or npz:PATH")
     s.add_argument("--data-root", metavar="DIR", help="folder holding MNIST/raw etc. (default $GENLAB_DATA_ROOT or ./data)")
     g = s.add_mutually_exclusive_group()
@@ -613,6 +614,9 @@ def cmd_list(a) -> int:
 
 def cmd_train(a) -> int:
     from .run import train
+
+    if a.model is None and not (a.resume or a.config):
+        raise GenlabError("MODEL: name the model to train (genlab list models), or continue a run with --out RUN_DIR --resume")
 
     sets = list(a.set)
     if a.download:
