@@ -69,52 +69,16 @@ def _require(*modules: str) -> None:
 
 # ---------------------------------------------------------------- the parts
 
-class _Encoder(nn.Module):
-    def __init__(self, model):
+class _Call(nn.Module):
+    """A part with one input: ``x -> model.<method>(x, **kwargs)``, the fixed one-argument
+    forward the exporter traces (``__call__`` for the style network itself)."""
+
+    def __init__(self, model, method: str, **kwargs):
         super().__init__()
-        self.model = model
+        self.model, self.method, self.kwargs = model, method, kwargs
 
     def forward(self, x):
-        return self.model.encode(x)
-
-
-class _Posterior(nn.Module):
-    """A VAE's encoder: the mean and log-variance of q(z|x)."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        mean, logvar = self.model.posterior(x)
-        return mean, logvar
-
-
-class _Decoder(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z):
-        return self.model.decode(z)
-
-
-class _Reconstruct(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model.reconstruct(x)
-
-
-class _Generator(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, z):
-        return self.model.generate(z, ema=True)
+        return getattr(self.model, self.method)(x, **self.kwargs)
 
 
 class _ConditionalGenerator(nn.Module):
@@ -124,24 +88,6 @@ class _ConditionalGenerator(nn.Module):
 
     def forward(self, z, labels):
         return self.model.generate(z, ema=True, y=labels)
-
-
-class _Logits(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model.logits(x)
-
-
-class _Stylize(nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x)
 
 
 @dataclass
@@ -250,25 +196,25 @@ def build_part(model, part: str | None = None, where: str = "") -> Part:
         # upsample=resize: any size; upsample=transposed picks its output padding from the size's
         # parity, which torch.export cannot keep symbolic: that graph is fixed to the run's size
         inp = Input("x", shape, "data", 0.0, 1.0, dynamic_hw=model.config.upsample == "resize")
-        return Part(part, _Stylize(model), [inp], ["y"], have[part], [0.0, 1.0])
+        return Part(part, _Call(model, "__call__"), [inp], ["y"], have[part], [0.0, 1.0])
     if part == "generator":
         z = Input("z", (int(model.latent),), "normal")
         if getattr(model, "uses_labels", False):
             y = Input("labels", (), "labels", 0, int(model.config.classes), dtype="int64")
             return Part(part, _ConditionalGenerator(model), [z, y], ["x"], have[part], vr)
-        return Part(part, _Generator(model), [z], ["x"], have[part], vr)
+        return Part(part, _Call(model, "generate", ema=True), [z], ["x"], have[part], vr)
     if part == "classifier":
-        return Part(part, _Logits(model), [data], ["logits"], have[part])
+        return Part(part, _Call(model, "logits"), [data], ["logits"], have[part])
     if part == "model":
-        return Part(part, _Reconstruct(model), [data], ["x_hat"], have[part], vr)
+        return Part(part, _Call(model, "reconstruct"), [data], ["x_hat"], have[part], vr)
     if part == "encoder":
         if hasattr(model, "posterior"):
-            return Part(part, _Posterior(model), [data], ["mean", "logvar"], have[part])
-        return Part(part, _Encoder(model), [data], ["features" if _kind(model) == "classifier" else "code"], have[part])
+            return Part(part, _Call(model, "posterior"), [data], ["mean", "logvar"], have[part])
+        return Part(part, _Call(model, "encode"), [data], ["features" if _kind(model) == "classifier" else "code"], have[part])
     # decoder: the code size from one encoding
     with torch.no_grad():
         code = model.encode(data.sample(EXPORT_BATCH, torch.Generator().manual_seed(0)))
-    return Part(part, _Decoder(model), [Input("z", tuple(code.shape[1:]), "normal")], ["x"], have[part], vr)
+    return Part(part, _Call(model, "decode"), [Input("z", tuple(code.shape[1:]), "normal")], ["x"], have[part], vr)
 
 
 # ---------------------------------------------------------------- export
@@ -278,13 +224,13 @@ def _to_onnx(part: Part, opset: int | None):
     the default since torch 2.9; the TorchScript exporter is deprecated), with the batch
     dimension (and the style network's height and width) dynamic. Returns an onnx.ModelProto."""
     batch = torch.export.Dim("batch", min=1)
-    dyn: dict[str, dict[int, Any]] = {}
+    dyn: list[dict[int, Any]] = []  # positional, in the order of the part's inputs
     for i in part.inputs:
         d: dict[int, Any] = {0: batch}
         if i.dynamic_hw:
             d[len(i.shape) - 1] = torch.export.Dim("height", min=8)  # tensor dims 2 and 3
             d[len(i.shape)] = torch.export.Dim("width", min=8)
-        dyn[i.name] = d
+        dyn.append(d)
     args = part.example(EXPORT_BATCH)
     if any(i.dynamic_hw for i in part.inputs):  # an example size that is no special case
         args = tuple(a[..., :37, :41] if i.dynamic_hw and a.shape[-1] >= 41 and a.shape[-2] >= 37 else a
@@ -298,7 +244,7 @@ def _to_onnx(part: Part, opset: int | None):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prog = torch.onnx.export(part.module, args, dynamo=True, input_names=[i.name for i in part.inputs],
-                                     output_names=list(part.outputs), dynamic_shapes=dyn, verbose=False,
+                                     output_names=list(part.outputs), dynamic_shapes=tuple(dyn), verbose=False,
                                      optimize=True, **kw)
     finally:
         for lg, lv in zip(loggers, levels):

@@ -121,18 +121,18 @@ def check_weights_fit(weights: Path, model: torch.nn.Module, model_name: str, cf
             stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
     except Exception:  # missing or damaged: load_weights names the problem
         return
-    own = {k: list(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in own if k not in stored]
-    unexpected = [k for k in stored if k not in own]
+    from .train.checkpoint import compare_shapes
+
+    missing, unexpected, bad = compare_shapes({k: list(v.shape) for k, v in model.state_dict().items()}, stored)
     if missing or unexpected:
         raise RunError(f"{weights}: not the weights of the {model_name!r} model that {cfg_path} describes "
                        f"(fields 'model' and 'model_config'): {len(missing)} of its parameters missing "
                        f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}")
-    for k, shape in own.items():
-        if stored[k] != shape:
-            raise RunError(f"{weights}: parameter {k!r} has shape {stored[k]} in the file but {shape} in the "
-                           f"{model_name!r} model that {cfg_path} describes (fields 'model', 'model_config', 'shape'): "
-                           "the weights are another model's, or config.json was changed after they were saved")
+    if bad:
+        k, got, want = bad
+        raise RunError(f"{weights}: parameter {k!r} has shape {got} in the file but {want} in the "
+                       f"{model_name!r} model that {cfg_path} describes (fields 'model', 'model_config', 'shape'): "
+                       "the weights are another model's, or config.json was changed after they were saved")
 
 
 class Run:

@@ -52,23 +52,27 @@ def save_weights(path: Path, model: torch.nn.Module, step: int) -> None:
     atomic_write_bytes(path, weights_bytes(model, step))
 
 
-def _shape_mismatch(model: torch.nn.Module, tensors: dict) -> str:
-    own = model.state_dict()
-    for k, v in tensors.items():
-        if k in own and tuple(own[k].shape) != tuple(v.shape):
-            return f"{k} has shape {tuple(v.shape)} in the file, {tuple(own[k].shape)} in the model"
-    return ""
+def compare_shapes(own: dict[str, list], stored: dict[str, list]) -> tuple[list, list, tuple | None]:
+    """How stored parameter shapes differ from a model's (name -> shape lists): the model's
+    names missing from the file, the file's names the model lacks, and the first parameter
+    present in both with another shape as (name, stored shape, own shape), or None."""
+    missing = [k for k in own if k not in stored]
+    unexpected = [k for k in stored if k not in own]
+    bad = next(((k, stored[k], own[k]) for k in own if k in stored and stored[k] != own[k]), None)
+    return missing, unexpected, bad
 
 
 def load_tensors_into(model: torch.nn.Module, tensors: dict, where: str) -> None:
     """Load ``tensors`` into ``model``; a mismatch names the parameter and both shapes, or the
     missing and unexpected keys."""
-    bad = _shape_mismatch(model, tensors)
+    missing, unexpected, bad = compare_shapes({k: list(v.shape) for k, v in model.state_dict().items()},
+                                              {k: list(v.shape) for k, v in tensors.items()})
     if bad:
-        raise RunError(f"{where}: weights do not fit the model in config.json: {bad}")
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+        raise RunError(f"{where}: weights do not fit the model in config.json: {bad[0]} has shape "
+                       f"{tuple(bad[1])} in the file, {tuple(bad[2])} in the model")
     if missing or unexpected:
         raise RunError(f"{where}: weights do not fit the model in config.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.load_state_dict(tensors, strict=True)
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> int:

@@ -408,11 +408,6 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                     idx = order[b * bs:(b + 1) * bs]
                     x = data.prepare(data.train.x[idx], train=True)  # the global batch (binarised once)
                     y = data.train.y[idx] if uses_labels else None
-                    shard = dist.step_shard(len(idx))
-                    lo, hi = shard.__enter__()  # torchrun: this rank's share; per-example draws are global
-                    if D.enabled:
-                        x = x[lo:hi]
-                        y = None if y is None else y[lo:hi]
                     if set_step is not None:  # schedules inside the model (k-sparse k, stacked phases): a function of the step
                         set_step(step, total)
                     if cfg.schedule != "constant" or lr_scale != 1.0:
@@ -420,7 +415,11 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                         for o in opts.values():
                             for grp in o.param_groups:
                                 grp["lr"] = grp["base_lr"] * scale
-                    try:
+                    # torchrun: this rank's share of the batch; per-example random draws are global
+                    with dist.step_shard(len(idx)) as (lo, hi):
+                        if D.enabled:
+                            x = x[lo:hi]
+                            y = None if y is None else y[lo:hi]
                         if custom:  # the model applies its own losses through the updater
                             with autocast():
                                 out = model.train_step(x, y, updater, step, total)
@@ -448,8 +447,6 @@ def fit(model, data, cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fa
                                     scaler.update()
                                 else:
                                     opt.step()
-                    finally:
-                        shard.__exit__(None, None, None)
                     if bad is not None:
                         what = f"the gradient norm ({bad})" if bad.startswith("grad_norm") else bad
                         v = torch.as_tensor(out[bad]).detach().float().reshape(-1)

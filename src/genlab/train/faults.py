@@ -88,7 +88,7 @@ def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, ki
         resume = (out / "config.json").is_file()
         pid = _spawn(model, data, out, steps, sets, resume, err)
         if len(log) < kills:
-            done_steps = log[-1]["checkpoint_step"] or 0 if log else 0
+            done_steps = (log[-1]["checkpoint_step"] or 0) if log else 0
             # over the start-up and the next 1/kills of the run: the kills spread over all of it
             window = timing["startup_s"] + 0.85 * min(steps - done_steps, steps / kills) * timing["step_s"]
             delay = rng.uniform(0, window)
