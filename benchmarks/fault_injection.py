@@ -1,8 +1,9 @@
 """Fault injection at scale: SIGKILL training processes at random moments, resume, compare.
 
 For an autoencoder, a VAE and a GAN on the embedded digits data set, a run is killed ``kills``
-times at random moments (uniform over each attempt's start-up and its next steps/kills steps,
-so kills land in start-up, in training steps and inside checkpoint writes), resumed after each
+times at random moments (a delay uniform over each attempt's start-up and its next steps/kills
+steps, or a random step within them, whichever comes first: kills land in start-up, in training
+steps and inside checkpoint writes, and all before the run ends), resumed after each
 kill, and its final weights are compared bit for bit with an uninterrupted run of the same
 seed. The test suite runs the same procedure with 7 kills per model (tests/test_faults.py).
 """
@@ -57,7 +58,7 @@ def run(ctx) -> dict:
     return {
         "results": results, "table": rows, "all_equal": all(r["bitwise_equal"] for r in results.values()),
         "protocol": (f"digits (embedded), {steps} steps of batch 64, checkpoint every 5 steps, one torch thread, CPU; "
-                     f"{kills} SIGKILLs per model at random moments (uniform over each attempt's start-up and its next "
-                     f"{steps}/{kills} steps); each attempt resumes the last (a fresh start before config.json exists); "
+                     f"{kills} SIGKILLs per model at random moments (after a delay uniform over each attempt's start-up and "
+                     f"its next {steps}/{kills} steps, or on reaching a random step within them, whichever comes first); each attempt resumes the last (a fresh start before config.json exists); "
                      "weights compared bit for bit with an uninterrupted run in a child process of the same set-up"),
     }

@@ -70,14 +70,29 @@ def run_to_end(model: str, data: str, out: Path, steps: int, sets: dict) -> dict
     return {"seconds": total, "startup_s": max(total - train_s, 0.0), "step_s": train_s / max(steps, 1)}
 
 
+def _logged_step(out: Path) -> int:
+    """The last training step in ``out``'s metrics.jsonl (0 when there is none yet)."""
+    try:
+        lines = (out / "metrics.jsonl").read_bytes().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        i = line.find(b'"step": ')
+        if i >= 0 and line.endswith(b"}"):
+            return int(line[i + 8:].split(b",")[0])
+    return 0
+
+
 def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, kills: int,
                     timing: dict, seed: int = 0, max_cycles: int = 200) -> dict:
-    """Start training into ``out``; SIGKILL it ``kills`` times, each after a random delay drawn
-    uniformly over the attempt's start-up and its next ``steps / kills`` steps (from ``timing``
-    of :func:`run_to_end`), resuming after each kill (a fresh start when no
-    config.json was written yet); then let it finish. Returns the kill log:
-    for each kill the delay, the step of the checkpoint it left, and whether it left a
-    half-written temporary file. Raises when any attempt fails."""
+    """Start training into ``out``; SIGKILL it ``kills`` times, resuming after each kill (a fresh
+    start when no config.json was written yet); then let it finish. Each kill comes after a
+    random delay drawn uniformly over the attempt's start-up and its next ``steps / kills``
+    steps (from ``timing`` of :func:`run_to_end`), or earlier, as soon as metrics.jsonl shows a
+    random target step within the next ``steps / kills`` steps: so the kills spread over the run
+    and all land before its end however loaded the machine is (the run needs log_every=1).
+    Returns the kill log: for each kill the delay, the step of the checkpoint it left, and
+    whether it left a half-written temporary file. Raises when any attempt fails."""
     from . import checkpoint as ckpt
 
     rng = random.Random(seed)
@@ -89,11 +104,13 @@ def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, ki
         pid = _spawn(model, data, out, steps, sets, resume, err)
         if len(log) < kills:
             done_steps = (log[-1]["checkpoint_step"] or 0) if log else 0
-            # over the start-up and the next 1/kills of the run: the kills spread over all of it
-            window = timing["startup_s"] + 0.85 * min(steps - done_steps, steps / kills) * timing["step_s"]
+            chunk = max(1, steps // kills)
+            window = timing["startup_s"] + 0.85 * min(steps - done_steps, chunk) * timing["step_s"]
             delay = rng.uniform(0, window)
+            # the killed attempt's lines past its checkpoint are still there until the resume truncates them
+            target = min(steps - 1, max(_logged_step(out), done_steps) + rng.randint(1, chunk))
             t0 = time.perf_counter()
-            while time.perf_counter() - t0 < delay:
+            while time.perf_counter() - t0 < delay and _logged_step(out) < target:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     break
@@ -107,7 +124,7 @@ def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, ki
                         state_step = ckpt.load_state(out)["step"]
                     except Exception as e:  # noqa: BLE001 - the point of the exercise
                         raise RuntimeError(f"kill {len(log) + 1}: no loadable checkpoint after the kill ({e})") from None
-                log.append({"delay_s": round(delay, 4), "resume": resume, "checkpoint_step": state_step,
+                log.append({"delay_s": round(time.perf_counter() - t0, 4), "resume": resume, "checkpoint_step": state_step,
                             "temporaries": len(list(out.glob(".*.tmp"))) if out.is_dir() else 0})
                 continue
         else:
