@@ -86,12 +86,14 @@ def _logged_step(out: Path) -> int:
 def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, kills: int,
                     timing: dict, seed: int = 0, max_cycles: int = 200) -> dict:
     """Start training into ``out``; SIGKILL it ``kills`` times, resuming after each kill (a fresh
-    start when no config.json was written yet); then let it finish. Each kill comes after a
-    random delay drawn uniformly over the attempt's start-up and its next ``steps / kills``
-    steps (from ``timing`` of :func:`run_to_end`), or earlier, as soon as metrics.jsonl shows a
-    random target step within the next ``steps / kills`` steps: so the kills spread over the run
-    and all land before its end however loaded the machine is (the run needs log_every=1).
-    Returns the kill log: for each kill the delay, the step of the checkpoint it left, and
+    start when no config.json was written yet); then let it finish. Every third kill (the first
+    included) comes after a random delay within the attempt's start-up (``timing`` of
+    :func:`run_to_end`): while it imports, loads data, reads its checkpoint. The others wait
+    until metrics.jsonl shows a random target step, between half and all of ``steps / kills``
+    steps past the furthest step logged so far, and kill after a further random fraction of a
+    step: inside a step, a log write or a checkpoint write. So every kill lands before the run
+    ends, however loaded the machine is (the run needs log_every=1). Returns the kill log: for
+    each kill its kind, the seconds into the attempt, the step of the checkpoint it left, and
     whether it left a half-written temporary file. Raises when any attempt fails."""
     from . import checkpoint as ckpt
 
@@ -105,17 +107,21 @@ def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, ki
         if len(log) < kills:
             done_steps = (log[-1]["checkpoint_step"] or 0) if log else 0
             chunk = max(1, steps // kills)
-            window = timing["startup_s"] + 0.85 * min(steps - done_steps, chunk) * timing["step_s"]
-            delay = rng.uniform(0, window)
+            kind = "start-up" if len(log) % 3 == 0 else "step"
+            delay = rng.uniform(0, timing["startup_s"]) if kind == "start-up" else float("inf")
             # the killed attempt's lines past its checkpoint are still there until the resume truncates them
-            target = min(steps - 1, max(_logged_step(out), done_steps) + rng.randint(1, chunk))
-            t0 = time.perf_counter()
-            while time.perf_counter() - t0 < delay and _logged_step(out) < target:
+            target = min(steps - 1, max(_logged_step(out), done_steps) + rng.randint(max(1, chunk // 2), chunk))
+            extra = rng.uniform(0, timing["step_s"])
+            t0, done = time.perf_counter(), 0
+            while time.perf_counter() - t0 < delay:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     break
+                if kind == "step" and _logged_step(out) >= target:
+                    time.sleep(extra)
+                    break
                 time.sleep(0.002)
-            else:
+            if not done:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 state_step = None
@@ -124,8 +130,8 @@ def kill_and_resume(model: str, data: str, out: Path, steps: int, sets: dict, ki
                         state_step = ckpt.load_state(out)["step"]
                     except Exception as e:  # noqa: BLE001 - the point of the exercise
                         raise RuntimeError(f"kill {len(log) + 1}: no loadable checkpoint after the kill ({e})") from None
-                log.append({"delay_s": round(time.perf_counter() - t0, 4), "resume": resume, "checkpoint_step": state_step,
-                            "temporaries": len(list(out.glob(".*.tmp"))) if out.is_dir() else 0})
+                log.append({"kind": kind, "seconds": round(time.perf_counter() - t0, 4), "resume": resume,
+                            "checkpoint_step": state_step, "temporaries": len(list(out.glob(".*.tmp"))) if out.is_dir() else 0})
                 continue
         else:
             _, status = os.waitpid(pid, 0)
