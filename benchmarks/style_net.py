@@ -121,8 +121,8 @@ def run(ctx) -> dict:
                                    optimizer="lbfgs", init="content", device=torch.device("cpu"))
                 entries.append((f"stylize, {lbfgs_steps} L-BFGS iterations", y_opt, time.perf_counter() - t))
                 panel += [c, sg.crop_to(simg, hw), y, y_opt]
-            elif len(panel) < 4 * 3:
-                panel += [c, sg.crop_to(simg, hw), y, y]
+            elif len(panel) < 4 * 3:  # two training photos per row: photo | network's result, twice
+                panel += [c, y]
             for method, img, secs in entries:
                 lc, ls = losses(img)
                 r = {"photo": path.stem, "split": split, "method": method, "size": list(hw), "content": lc,
@@ -143,14 +143,15 @@ def run(ctx) -> dict:
     protocol = (
         f"genlab train style-net --style {painting}.jpg, all model options at their defaults (preset {cfg['preset']}, "
         f"content weight {cfg['content_weight']:g}, style weight {cfg['style_weight']:g}, tv weight "
-        f"{cfg['tv_weight']:g}, output {cfg.get('output', 'sigmoid')}, width {cfg['width']}), image_size {size}, batch "
+        f"{cfg['tv_weight']:g}, width {cfg['width']}), image_size {size}, batch "
         f"{batch}, Adam 1e-3, {steps} steps ({train_s:.0f} s on {torch.get_num_threads()} thread(s)), on 7 photos: "
         f"scikit-image's {', '.join(TRAIN_SKIMAGE)} and shared/data/style's {', '.join(TRAIN_SHARED)}; held out: "
         f"{HELD_OUT}. Each photo at longer side {size} px (its aspect kept) through the network; the held-out photo "
         f"also through genlab stylize (same preset and weights' defaults, {lbfgs_steps} L-BFGS iterations, init "
         "content). Losses as in style-gallery: the preset's unweighted content loss against the photo and style loss "
         "against the painting; ratios against the photo's own style loss and the painting's own content loss. "
-        "Seconds: one forward pass of the network after a warm-up, or the whole stylize call. Panel rows: photo | "
-        "painting | style-net | (held-out row) stylize, tiles cropped to one shape.")
+        "Seconds: one forward pass of the network after a warm-up, or the whole stylize call. Panel: first row the "
+        "held-out photo | painting | style-net | stylize; then two training photos per row, photo | style-net; "
+        "tiles cropped to the first one's shape.")
     return {"table": rows, "protocol": protocol, "results": results, "figure": fig, "train_seconds": train_s,
             "config": cfg, "curve": curve, "threads": torch.get_num_threads()}
