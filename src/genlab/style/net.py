@@ -138,7 +138,7 @@ class StyleNetConfig:
     style: str = field("", "the style image (png, jpg, ...); stored as an absolute path (--style PATH)")
     preset: str = choice("lite0", tuple(PRESETS), "loss network, layers and default weights of genlab.style's presets (lite0: efficientnet_lite0, whose ImageNet weights are available offline; lectures: VGG16; gatys: VGG19)")
     content_weight: float = field(_PRESET_DEFAULT, "weight of the content loss (-1: the preset's)")
-    style_weight: float = field(_PRESET_DEFAULT, "weight of the style loss (-1: the default, 2e5 for lite0, 4x less than stylize's 1e6, else the preset's)")
+    style_weight: float = field(_PRESET_DEFAULT, "weight of the style loss (-1: the default, 2e5 for lite0, a fifth of stylize's 1e6, else the preset's)")
     tv_weight: float = field(_PRESET_DEFAULT, "weight of the total-variation loss, mean squared neighbour difference (-1: the preset's)")
     content_layers: list[str] = field([], "content layers (empty: the preset's)")
     style_layers: list[str] = field([], "style layers, equally weighted (empty: the preset's, with its layer weights)")
@@ -169,8 +169,8 @@ class StyleNetConfig:
 # (which is tuned for optimising one image). lite0: 240 Adam steps (lr 1e-3, batch 4) at 256 px on
 # 10 photos with starry-night: the optimisation's 1e6 loses much of the photos' content, 5e4 keeps
 # the content and takes on the palette but hardly any texture, 2e5 keeps the content and takes on
-# more of the texture (genlab bench style-net). The VGG presets' were never tried (no VGG weights
-# offline) and stay the preset's.
+# more of the texture (genlab bench style-net measures the result). The VGG presets' were never
+# tried (no VGG weights offline) and stay the preset's.
 NET_STYLE_WEIGHT = {"lite0": 2e5}
 
 
