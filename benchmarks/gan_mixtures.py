@@ -11,6 +11,16 @@ of 100000 points (400000 steps) and reports the mean and std over 10 seeds:
 
 On a 2-core CPU one step takes about 38 ms (one thread), so the full protocol is about 4 hours
 per seed; ``--set epochs=N seeds=S`` sets the budget and the table says what was run.
+
+Two arms (``--set arms=[...]``):
+
+- ``paper``: the PacGAN networks and optimiser above, passed explicitly (``PACGAN_MODEL``), for
+  GAN and PacGAN``m`` (``packs``), ``epochs`` epochs per seed;
+- ``tuned``: ``genlab train gan --data DATA --seed S`` with nothing else, i.e. genlab's defaults
+  for the 2-D mixtures (``MIXTURE_MODEL_DEFAULTS``, ``MIXTURE_TRAIN_DEFAULTS``: 256-wide nets
+  without BatchNorm or maxout, R1 2, EMA 0.999, batch 256, lr 5e-4 on a cosine schedule,
+  20000 steps; ``steps``
+  shortens it), scored by the same protocol against the issue's targets.
 """
 from __future__ import annotations
 
@@ -21,65 +31,161 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 NAME = "gan-mixtures"
-DESCRIPTION = "PacGAN protocol on ring8 and grid25: modes, high-quality share, reverse KL for GAN and PacGAN4 over seeds"
-SETTINGS = ("epochs", "seeds", "packs", "datasets", "workers")
+DESCRIPTION = "PacGAN protocol on ring8 and grid25: modes, high-quality share, reverse KL for the paper's GAN and PacGAN4 and for genlab's tuned defaults, over seeds"
+SETTINGS = ("arms", "epochs", "steps", "seeds", "packs", "datasets", "workers")
 PAPER = {("ring8", 1): (6.3, None, 0.45), ("grid25", 1): (17.3, 94.8, 0.70), ("grid25", 4): (24.8, 93.6, 0.04)}
+# the issue's targets for genlab's best configuration: (modes at least, HQ % at least, rev-KL at most)
+TARGETS = {"ring8": (8, None, 0.05), "grid25": (24.8, 95.0, 0.04)}
 
 
 def _one(job: dict) -> dict:
     import torch
 
     import genlab
+    from genlab.models.gans.gan import PACGAN_MODEL
 
     torch.set_num_threads(1)
     t0 = time.process_time()
+    quiet = {"train.threads": 1, "train.log_every": 1000, "train.checkpoint_every": 0}
     with tempfile.TemporaryDirectory() as tmp:
-        run = genlab.train("gan", job["data"], out=Path(tmp) / "run", epochs=job["epochs"], batch_size=100, lr=1e-4,
-                           seed=job["seed"], set={"pack": job["pack"], "train.threads": 1, "train.log_every": 1000,
-                                                  "train.checkpoint_every": 0})
+        if job["arm"] == "paper":
+            run = genlab.train("gan", job["data"], out=Path(tmp) / "run", epochs=job["epochs"], batch_size=100, lr=1e-4,
+                               seed=job["seed"], set={**PACGAN_MODEL, "pack": job["pack"], **quiet})
+        else:  # every model and train setting at genlab's default for the data
+            run = genlab.train("gan", job["data"], out=Path(tmp) / "run", steps=job["steps"] or None, seed=job["seed"],
+                               set=quiet)
         ev = json.loads((run.path / "eval.json").read_text())
-    return {**job, **{k: ev[k] for k in ("modes", "high_quality", "reverse_kl")}, "cpu_minutes": (time.process_time() - t0) / 60}
+        # seed 0's 2500 scored points (the ones eval.json scored: sample seed 0) for the figure
+        pts = run.sample(2500, seed=0).reshape(2500, -1).tolist() if job["seed"] == 0 else None
+        steps = max((r.get("step", 0) for r in run.metrics()), default=None)
+    return {**job, **{k: ev[k] for k in ("modes", "high_quality", "reverse_kl")}, "steps_run": steps, "points": pts,
+            "cpu_minutes": (time.process_time() - t0) / 60}
+
+
+def _meets(d: str, modes, hq, kl) -> dict:
+    """The issue's targets for the tuned arm: ring8 8/8 modes in every seed and rev-KL <= 0.05
+    in every seed; grid25 mean modes >= 24.8, mean HQ >= 95%, mean rev-KL <= 0.04."""
+    t_modes, t_hq, t_kl = TARGETS[d]
+    if d == "ring8":
+        return {"modes": bool((modes >= t_modes).all()), "reverse_kl": bool((kl <= t_kl).all())}
+    return {"modes": bool(modes.mean() >= t_modes), "high_quality": bool(hq.mean() >= t_hq),
+            "reverse_kl": bool(kl.mean() <= t_kl)}
 
 
 def run(ctx) -> dict:
     import numpy as np
 
+    arms = ctx.param("arms", ["paper", "tuned"], quick=["paper", "tuned"])
     epochs = ctx.param("epochs", 5, quick=1)
-    seeds = ctx.param("seeds", 3, quick=1)
+    steps = ctx.param("steps", 0, quick=100)
+    seeds = ctx.param("seeds", 10, quick=1)
     packs = ctx.param("packs", [1, 4], quick=[1])
     datasets = ctx.param("datasets", ["ring8", "grid25"], quick=["ring8"])
     workers = ctx.param("workers", 2)
-    jobs = [{"data": d, "pack": p, "seed": s, "epochs": epochs} for d in datasets for p in packs for s in range(seeds)]
+    unknown = sorted(set(arms) - {"paper", "tuned"})
+    if unknown:
+        from genlab.errors import GenlabError
+
+        raise GenlabError(f"--set arms: unknown arm {unknown[0]!r}; expected paper and/or tuned")
+    jobs = []
+    for d in datasets:
+        if "paper" in arms:
+            jobs += [{"arm": "paper", "data": d, "pack": p, "seed": s, "epochs": epochs} for p in packs for s in range(seeds)]
+        if "tuned" in arms:
+            jobs += [{"arm": "tuned", "data": d, "pack": 1, "seed": s, "steps": steps} for s in range(seeds)]
     if ctx.quick:
         for j in jobs:
-            j["epochs"] = 1
+            if j["arm"] == "paper":
+                j["epochs"] = 1
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_one, jobs))
     rows, summary = [], {}
     for d in datasets:
-        for p in packs:
-            rs = [r for r in results if r["data"] == d and r["pack"] == p]
+        for arm, p in [("paper", p) for p in packs if "paper" in arms] + ([("tuned", 1)] if "tuned" in arms else []):
+            rs = [r for r in results if r["data"] == d and r["pack"] == p and r["arm"] == arm]
             modes = np.array([r["modes"] for r in rs], float)
             hq = np.array([r["high_quality"] for r in rs]) * 100
             kl = np.array([r["reverse_kl"] for r in rs])
             cpu = float(np.mean([r["cpu_minutes"] for r in rs]))
-            paper = PAPER.get((d, p))
-            key = f"{d}-pack{p}"
+            key = f"{d}-pack{p}" if arm == "paper" else f"{d}-tuned"
             summary[key] = {"modes": [float(modes.mean()), float(modes.std())], "high_quality_pct": [float(hq.mean()), float(hq.std())],
                             "reverse_kl": [float(kl.mean()), float(kl.std())], "cpu_minutes_per_seed": cpu,
-                            "per_seed": [{k: r[k] for k in ("seed", "modes", "high_quality", "reverse_kl")} for r in rs]}
-            rows.append({"data": d, "D": "GAN" if p == 1 else f"PacGAN{p}", "seeds": len(rs),
-                         "modes": f"{modes.mean():.1f} +- {modes.std():.1f}", "high quality %": f"{hq.mean():.1f} +- {hq.std():.1f}",
-                         "reverse KL": f"{kl.mean():.2f} +- {kl.std():.2f}",
-                         "paper (modes, HQ %, KL)": "-" if paper is None else ", ".join("-" if v is None else str(v) for v in paper),
-                         "CPU min/seed": round(cpu, 1)})
-    steps = epochs * 1000
+                            "steps": rs[0]["steps_run"],
+                            "per_seed": [{k: r[k] for k in ("seed", "modes", "high_quality", "reverse_kl", "cpu_minutes")} for r in rs]}
+            if arm == "paper":
+                paper = PAPER.get((d, p))
+                ref = "paper: " + ("-" if paper is None else ", ".join("-" if v is None else str(v) for v in paper))
+                name = "GAN" if p == 1 else f"PacGAN{p}"
+            else:
+                met = _meets(d, modes, hq, kl)
+                summary[key]["targets_met"] = met
+                t = TARGETS[d]
+                ref = ("target: 8/8 modes and rev-KL <= 0.05 in every seed" if d == "ring8" else
+                       f"target: >= {t[0]} modes, >= {t[1]}% HQ, rev-KL <= {t[2]}") + (
+                       " (met)" if all(met.values()) else " (missed: " + ", ".join(k for k, v in met.items() if not v) + ")")
+                name = "genlab defaults"
+            rows.append({"data": d, "set-up": name, "steps": rs[0]["steps_run"], "seeds": len(rs),
+                         "modes": f"{modes.mean():.1f} +- {modes.std():.1f}" + (f" (min {modes.min():.0f})" if arm == "tuned" else ""),
+                         "high quality %": f"{hq.mean():.1f} +- {hq.std():.1f}",
+                         "reverse KL": f"{kl.mean():.3f} +- {kl.std():.3f}" + (f" (max {kl.max():.3f})" if arm == "tuned" else ""),
+                         "reference (modes, HQ %, KL)": ref, "CPU min/seed": round(cpu, 1)})
+    paper_steps = epochs * 1000
+    from genlab.models.gans.gan import MIXTURE_MODEL_DEFAULTS as tm, MIXTURE_TRAIN_DEFAULTS as tt
+    fig = _plot(ctx, results, datasets)
     return {
-        "results": summary, "epochs": epochs, "steps": steps, "seeds": seeds, "table": rows,
-        "protocol": (f"{', '.join(datasets)} (100000 training points, the mixtures of VEEGAN/PacGAN), genlab `gan` defaults: "
-                     "z in R^2, G 4x400 ReLU+BatchNorm, D 3x200 maxout (5 pieces), non-saturating loss, batch 100, Adam "
-                     f"lr 1e-4, beta1 0.8; {epochs} epoch(s) = {steps} steps per seed (the paper: 400 epochs = 400000 "
-                     f"steps); seeds 0..{seeds - 1}; 2500 samples scored per seed (high quality: within 3 std of the nearest "
-                     "mean; reverse KL of the high-quality mode histogram to uniform); mean +- std over seeds; CPU minutes "
-                     f"are process CPU time per seed, one thread, {workers} seed(s) at a time"),
+        "results": summary, "arms": arms, "epochs": epochs, "seeds": seeds, "table": rows, "figure": fig,
+        "protocol": (f"{', '.join(datasets)} (100000 training points, the mixtures of VEEGAN/PacGAN); seeds 0..{seeds - 1}; "
+                     "2500 samples scored per seed (high quality: within 3 std of the nearest mean; a mode is captured "
+                     "by one high-quality sample; reverse KL of the high-quality mode histogram to uniform); mean +- std "
+                     "over seeds. "
+                     + (f"paper arm: the PacGAN set-up passed explicitly: z in R^2, G 4x400 ReLU+BatchNorm, D 3x200 maxout "
+                        f"(5 pieces), non-saturating loss, batch 100, Adam lr 1e-4, beta1 0.8; {epochs} epoch(s) = "
+                        f"{paper_steps} steps per seed (the paper: 400 epochs = 400000 steps). " if "paper" in arms else "")
+                     + (f"tuned arm: `genlab train gan --data DATA --seed S` with no other option: z in R^2, G "
+                        f"{_layers(tm['g_hidden'])} ReLU, D {_layers(tm['d_hidden'])} LeakyReLU 0.2, no BatchNorm or "
+                        f"maxout, non-saturating loss, R1 {tm['r1']:g}, EMA {tm['ema']} of G for sampling, Adam lr "
+                        f"{tt['lr']:g} ({tt['schedule']} schedule), betas ({tm['beta1']}, 0.999), batch {tt['batch_size']}, {steps or tt['steps']} "
+                        "steps. " if "tuned" in arms else "")
+                     + f"CPU minutes are process CPU time per seed, one thread, {workers} seed(s) at a time"),
     }
+
+
+def _layers(hidden: list[int]) -> str:
+    return f"{len(hidden)}x{hidden[0]}" if len(set(hidden)) == 1 else "-".join(map(str, hidden))
+
+
+def _plot(ctx, results: list[dict], datasets: list[str]) -> str | None:
+    """Seed 0's 2500 scored samples of every set-up on each data set, the mixture's means marked
+    and the share within 3 std (high quality) in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from genlab.data.toy import MIXTURES
+
+    cols = [r for r in results if r["seed"] == 0 and r["points"] is not None]
+    setups = list(dict.fromkeys((r["arm"], r["pack"]) for r in cols))
+    if not cols or ctx.quick:
+        return None
+    fig, axes = plt.subplots(len(datasets), len(setups), figsize=(3.3 * len(setups), 3.3 * len(datasets)), squeeze=False)
+    for i, d in enumerate(datasets):
+        means = np.asarray(MIXTURES[d].means)
+        for j, (arm, p) in enumerate(setups):
+            ax = axes[i][j]
+            r = next((r for r in cols if r["data"] == d and (r["arm"], r["pack"]) == (arm, p)), None)
+            ax.scatter(means[:, 0], means[:, 1], s=40, facecolors="none", edgecolors="tab:red", linewidths=1)
+            if r is not None:
+                x = np.asarray(r["points"])
+                ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.5, color="tab:blue")
+                name = ("genlab defaults" if arm == "tuned" else ("GAN" if p == 1 else f"PacGAN{p}") + " (paper set-up)")
+                ax.set_title(f"{d}, {name}\n{r['steps_run']} steps: {r['modes']} modes, HQ {100 * r['high_quality']:.1f}%",
+                             fontsize=8)
+            lim = 1.3 * float(np.abs(means).max())
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal")
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return ctx.plot("gan-mixtures-samples.png", fig)

@@ -13,7 +13,7 @@ from genlab.errors import ConfigError
 from genlab.models.gans.gan import d_loss_fn, g_loss_fn, gradient_penalty
 from genlab.train.engine import TrainConfig, Updater
 
-SMALL = {"g_hidden": [32, 32], "d_hidden": [32, 32], "d_maxout": 3}
+SMALL = {"g_hidden": [32, 32], "d_hidden": [32, 32], "d_maxout": 3, "g_batchnorm": True, "r1": 0.0, "beta1": 0.8, "ema": 0.0}  # the class defaults, pinned: on ring8 a run would otherwise get the tuned 2-D set-up
 
 
 def test_losses_equal_their_formulas():
@@ -92,7 +92,9 @@ def test_ema_follows_its_formula():
 
 
 def test_resume_with_two_optimizers_is_exact(tmp_path):
-    kw = dict(steps=40, batch_size=50, lr=1e-3, set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20})
+    # constant lr: a cosine schedule (the ring8 default) is laid over the run's length, which the resume extends
+    kw = dict(steps=40, batch_size=50, lr=1e-3, set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20,
+                                                   "train.schedule": "constant"})
     whole = genlab.train("gan", "ring8", out=tmp_path / "whole", **kw)
     part = genlab.train("gan", "ring8", out=tmp_path / "part", **{**kw, "steps": 20})
     resumed = genlab.train(out=tmp_path / "part", resume=True, steps=40)
@@ -139,7 +141,8 @@ def test_quality_checks_keep_the_best_weights_and_leave_the_resume_exact(tmp_pat
     from genlab.train.checkpoint import load_weights
 
     kw = dict(steps=40, batch_size=50, lr=1e-3,
-              set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20, "train.quality_every": 10})
+              set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20, "train.quality_every": 10,
+                   "train.schedule": "constant"})
     whole = genlab.train("gan", "ring8", out=tmp_path / "whole", **kw)
     q = [r for r in whole.metrics() if r.get("split") == "quality"]
     assert [r["step"] for r in q] == [10, 20, 30, 40]
@@ -212,3 +215,51 @@ def test_r1_penalty_of_a_linear_discriminator_is_closed_form():
         if gamma:
             assert logs["r1"].item() == pytest.approx(float(w @ w), rel=1e-6)
     assert (losses[3.0] - losses[0.0]).item() == pytest.approx(1.5 * float(w @ w), rel=1e-5)
+
+
+# --- the tuned 2-D set-up: defaults of gan on ring8/grid25 only, explicit values win ----------
+def test_gan_on_a_mixture_gets_the_tuned_train_defaults_unless_given():
+    from genlab.models.gans.gan import MIXTURE_TRAIN_DEFAULTS
+    from genlab.run import new_run_config
+
+    _, t, _, _ = new_run_config("gan", "grid25", None, [])
+    assert (t.batch_size, t.lr, t.schedule, t.steps) == (256, 5e-4, "cosine", 20000) == tuple(MIXTURE_TRAIN_DEFAULTS.values())
+    plain = TrainConfig()
+    _, t, _, _ = new_run_config("gan", "ring8", None, [("train.lr", 1e-3)], cli={"epochs": 3, "batch_size": 64})
+    assert (t.batch_size, t.lr, t.epochs, t.steps) == (64, 1e-3, 3, plain.steps)  # a given length drops the default steps
+    _, t, _, _ = new_run_config("gan", "ring8", None, [("train.epochs", 2)])
+    assert (t.epochs, t.steps, t.batch_size) == (2, plain.steps, 256)
+    _, t, _, _ = new_run_config("gan", "ring8", None, [("train.schedule", "constant")])
+    assert (t.schedule, t.lr) == ("constant", 5e-4)
+    for model, data in (("gan", "digits"), ("cgan", "ring8"), ("ae", "grid25")):
+        _, t, _, _ = new_run_config(model, data, None, [])
+        assert (t.batch_size, t.lr, t.steps, t.epochs, t.schedule) == (
+            plain.batch_size, plain.lr, plain.steps, plain.epochs, plain.schedule), model
+
+
+def test_gan_on_a_mixture_gets_the_tuned_networks_for_unset_fields(tmp_path, capsys):
+    from genlab.models.gans.gan import MIXTURE_MODEL_DEFAULTS, PACGAN_MODEL
+
+    run = genlab.train("gan", "grid25", out=tmp_path / "t", steps=2, batch_size=32,
+                       set={"d_hidden": [8], "data.limit": 64}, evaluate_at_end=False)
+    err = capsys.readouterr().err
+    got = json.loads((tmp_path / "t" / "config.json").read_text())["model_config"]
+    assert got["d_hidden"] == [8]  # given: kept
+    for k, v in MIXTURE_MODEL_DEFAULTS.items():
+        if k != "d_hidden":
+            assert got[k] == v, k
+            assert f"{k}=" in err
+    assert "d_hidden=" not in err and len(err.strip().splitlines()) == 1
+    assert run.model.g_ema is not None and not any(isinstance(m, torch.nn.BatchNorm1d) for m in run.model.generator)
+    # the PacGAN fields given explicitly: no tuned default is left to fill, and no message
+    genlab.train("gan", "ring8", out=tmp_path / "p", steps=2, batch_size=32, set={**PACGAN_MODEL, "data.limit": 64},
+                 evaluate_at_end=False)
+    assert "tuned" not in capsys.readouterr().err
+    got = json.loads((tmp_path / "p" / "config.json").read_text())["model_config"]
+    assert {k: got[k] for k in PACGAN_MODEL} == PACGAN_MODEL
+    assert PACGAN_MODEL == {k: v for k, v in genlab.create_model("gan", shape=(2,)).config.__dict__.items() if k in PACGAN_MODEL}
+    # other data: the class defaults
+    genlab.train("gan", "digits", out=tmp_path / "d", steps=1, batch_size=32, set={"data.limit": 64}, evaluate_at_end=False)
+    assert "tuned" not in capsys.readouterr().err
+    got = json.loads((tmp_path / "d" / "config.json").read_text())["model_config"]
+    assert {k: got[k] for k in PACGAN_MODEL} == PACGAN_MODEL

@@ -414,6 +414,23 @@ def read_config_file(config: str | Path, model: str | None) -> tuple[str | None,
     return model or file_model, sections
 
 
+def apply_train_defaults(model: str, sections: dict[str, dict[str, Any]]) -> None:
+    """A model's own training defaults for a data set (``train_defaults(data_name)`` of its
+    class, e.g. ``gan`` on ring8/grid25: batch 256, lr 5e-4 cosine, 20000 steps), filled into
+    ``sections["train"]`` where the file, the command line and ``--set`` left a field unset;
+    a default length (steps or epochs) applies only when neither was given."""
+    from .registry import MODELS
+
+    hook = getattr(MODELS.get(model), "train_defaults", None)
+    if hook is None:
+        return
+    t = sections["train"]
+    for k, v in hook(sections["data"].get("name")).items():
+        if k in ("steps", "epochs") and ("steps" in t or "epochs" in t):
+            continue
+        t.setdefault(k, v)
+
+
 def new_run_config(model: str | None, data: str | None, config: str | Path | None, items: list[tuple[str, Any]],
                    cli: dict[str, Any] | None = None, data_root: str | None = None
                    ) -> tuple[str, TrainConfig, DataConfig, dict[str, Any]]:
@@ -444,6 +461,7 @@ def new_run_config(model: str | None, data: str | None, config: str | Path | Non
         sections["data"]["root"] = data_root
     for sec, vals in route_overrides(model, items).items():
         sections[sec].update(vals)
+    apply_train_defaults(model, sections)
     train_cfg = from_dict(TrainConfig, sections["train"], where="train")
     data_cfg = from_dict(DataConfig, sections["data"], where="data")
     from_dict(model_config_class(model), sections["model"], where=f"model {model}")
