@@ -201,7 +201,10 @@ def _tuned_for(cls, data_name) -> bool:
     return cls.name == "gan" and data_name in MIXTURES
 
 
-@register_model("gan", "MLP GAN (Goodfellow 2014): g_loss minimax|nonsaturating|ml, d_loss bce|hinge|wasserstein, d_steps, pack, gp, ema")
+@register_model("gan", "MLP GAN (Goodfellow 2014): g_loss minimax|nonsaturating|ml, d_loss bce|hinge|wasserstein, d_steps, pack, gp, ema; "
+                "its field defaults are PacGAN's networks, but on ring8/grid25 the fields left unset take the tuned 2-D "
+                "set-up (3x256 nets without BatchNorm or maxout, r1=2, ema=0.999, beta1=0.5; batch 256, lr 5e-4 cosine, "
+                "20000 steps)")
 class GAN(GenModel):
     Config = GANConfig
     name = "gan"
