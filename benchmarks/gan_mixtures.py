@@ -19,8 +19,7 @@ Two arms (``--set arms=[...]``):
 - ``tuned``: ``genlab train gan --data DATA --seed S`` with nothing else, i.e. genlab's defaults
   for the 2-D mixtures (``MIXTURE_MODEL_DEFAULTS``, ``MIXTURE_TRAIN_DEFAULTS``: 256-wide nets
   without BatchNorm or maxout, R1 2, EMA 0.999, batch 256, lr 5e-4 on a cosine schedule,
-  20000 steps; ``steps``
-  shortens it), scored by the same protocol against the issue's targets.
+  20000 steps; ``steps`` shortens it), scored by the same protocol against the issue's targets.
 """
 from __future__ import annotations
 

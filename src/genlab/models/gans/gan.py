@@ -181,9 +181,9 @@ class _Discriminator(nn.Module):
 
 # The tuned set-up of ``gan`` on the 2-D mixtures (ring8, grid25), measured by `genlab bench
 # gan-mixtures` over 10 seeds: narrower nets without BatchNorm or maxout, the R1 penalty (weight
-# 2: on grid25 seed 1 at 20000 steps 0.1 gave 76% high quality, 0.5 gave 81%, 2 and 5 92%), an EMA
-# of G, Adam beta1 0.5, batch 256, lr 5e-4 on a cosine schedule for 20000 steps (a constant 5e-4
-# or 3e-4 oscillated between 84% and 95% high quality; a constant 2e-4 was stable but slower).
+# 2: on grid25 seed 1 at 20000 steps and lr 2e-4, 0.1 gave 68% high quality, 0.5 81%, 2 and 5
+# 92-93%), an EMA of G, Adam beta1 0.5, batch 256, lr 5e-4 on a cosine schedule for 20000 steps
+# (96%; a constant 5e-4 or 3e-4 dipped to 37-84% on the way, a constant 2e-4 was stable but slower).
 # New runs get these where the user set nothing; the class defaults stay the PacGAN networks.
 MIXTURE_MODEL_DEFAULTS = {"g_hidden": [256, 256, 256], "g_batchnorm": False, "d_hidden": [256, 256, 256],
                           "d_maxout": 0, "r1": 2.0, "beta1": 0.5, "ema": 0.999}
