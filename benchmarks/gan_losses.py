@@ -34,7 +34,7 @@ def run(ctx) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for loss in LOSSES:
             r = genlab.train("gan", "ring8", out=Path(tmp) / f"ring-{loss}", steps=ring_steps, batch_size=100, lr=1e-4,
-                             seed=seed, set={**PACGAN_MODEL, "g_loss": loss, "train.threads": 1, "train.log_every": 10,
+                             seed=seed, set={**PACGAN_MODEL, "g_loss": loss, "train.schedule": "constant", "train.threads": 1, "train.log_every": 10,
                                              "train.checkpoint_every": 0})
             ev = json.loads((r.path / "eval.json").read_text())
             c = _curve(r)

@@ -49,7 +49,7 @@ def _one(job: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         if job["arm"] == "paper":
             run = genlab.train("gan", job["data"], out=Path(tmp) / "run", epochs=job["epochs"], batch_size=100, lr=1e-4,
-                               seed=job["seed"], set={**PACGAN_MODEL, "pack": job["pack"], **quiet})
+                               seed=job["seed"], set={**PACGAN_MODEL, "pack": job["pack"], "train.schedule": "constant", **quiet})
         else:  # every model and train setting at genlab's default for the data
             run = genlab.train("gan", job["data"], out=Path(tmp) / "run", steps=job["steps"] or None, seed=job["seed"],
                                set=quiet)

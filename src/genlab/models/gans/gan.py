@@ -189,8 +189,9 @@ MIXTURE_MODEL_DEFAULTS = {"g_hidden": [256, 256, 256], "g_batchnorm": False, "d_
                           "d_maxout": 0, "r1": 2.0, "beta1": 0.5, "ema": 0.999}
 MIXTURE_TRAIN_DEFAULTS = {"batch_size": 256, "lr": 5e-4, "schedule": "cosine", "steps": 20000}
 # The PacGAN paper's 2-D networks and optimiser (Lin et al. 2018, appendix): G 4x400 ReLU+BN, D
-# 3x200 maxout with 5 pieces, Adam beta1 0.8, no penalty or EMA; train with batch 100, lr 1e-4.
-# Passing these fields explicitly on ring8/grid25 turns the tuned set-up off.
+# 3x200 maxout with 5 pieces, Adam beta1 0.8, no penalty or EMA; train with batch 100, lr 1e-4
+# and train.schedule=constant. Passing all of these explicitly on ring8/grid25 turns the tuned
+# set-up off (the training defaults fill only what is not given: a cosine schedule otherwise).
 PACGAN_MODEL = {"g_hidden": [400, 400, 400, 400], "g_batchnorm": True, "d_hidden": [200, 200, 200],
                 "d_maxout": 5, "r1": 0.0, "beta1": 0.8, "ema": 0.0}
 
