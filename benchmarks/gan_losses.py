@@ -24,7 +24,7 @@ def run(ctx) -> dict:
     import numpy as np
 
     import genlab
-    from genlab.models.gans.gan import PACGAN_MODEL
+    from genlab.models.gans.gan import PACGAN_MODEL, PACGAN_TRAIN
 
     ring_steps = ctx.param("ring_steps", 3000, quick=60)
     mnist_steps = ctx.param("mnist_steps", 300, quick=10)
@@ -33,9 +33,9 @@ def run(ctx) -> dict:
     out, rows, curves = {}, [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for loss in LOSSES:
-            r = genlab.train("gan", "ring8", out=Path(tmp) / f"ring-{loss}", steps=ring_steps, batch_size=100, lr=1e-4,
-                             seed=seed, set={**PACGAN_MODEL, "g_loss": loss, "train.schedule": "constant", "train.threads": 1, "train.log_every": 10,
-                                             "train.checkpoint_every": 0})
+            r = genlab.train("gan", "ring8", out=Path(tmp) / f"ring-{loss}", steps=ring_steps, seed=seed,
+                             set={**PACGAN_MODEL, **PACGAN_TRAIN, "g_loss": loss, "train.threads": 1,
+                                  "train.log_every": 10, "train.checkpoint_every": 0})
             ev = json.loads((r.path / "eval.json").read_text())
             c = _curve(r)
             curves[f"ring8 {loss}"] = c

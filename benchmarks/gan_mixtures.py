@@ -41,15 +41,15 @@ def _one(job: dict) -> dict:
     import torch
 
     import genlab
-    from genlab.models.gans.gan import PACGAN_MODEL
+    from genlab.models.gans.gan import PACGAN_MODEL, PACGAN_TRAIN
 
     torch.set_num_threads(1)
     t0 = time.process_time()
     quiet = {"train.threads": 1, "train.log_every": 1000, "train.checkpoint_every": 0}
     with tempfile.TemporaryDirectory() as tmp:
         if job["arm"] == "paper":
-            run = genlab.train("gan", job["data"], out=Path(tmp) / "run", epochs=job["epochs"], batch_size=100, lr=1e-4,
-                               seed=job["seed"], set={**PACGAN_MODEL, "pack": job["pack"], "train.schedule": "constant", **quiet})
+            run = genlab.train("gan", job["data"], out=Path(tmp) / "run", epochs=job["epochs"], seed=job["seed"],
+                               set={**PACGAN_MODEL, **PACGAN_TRAIN, "pack": job["pack"], **quiet})
         else:  # every model and train setting at genlab's default for the data
             run = genlab.train("gan", job["data"], out=Path(tmp) / "run", steps=job["steps"] or None, seed=job["seed"],
                                set=quiet)

@@ -231,6 +231,10 @@ def test_gan_on_a_mixture_gets_the_tuned_train_defaults_unless_given():
     assert (t.epochs, t.steps, t.batch_size) == (2, plain.steps, 256)
     _, t, _, _ = new_run_config("gan", "ring8", None, [("train.schedule", "constant")])
     assert (t.schedule, t.lr) == ("constant", 5e-4)
+    from genlab.models.gans.gan import PACGAN_TRAIN  # the paper's training, as the benches pass it
+
+    _, t, _, _ = new_run_config("gan", "grid25", None, list(PACGAN_TRAIN.items()), cli={"epochs": 5})
+    assert (t.batch_size, t.lr, t.schedule, t.epochs) == (100, 1e-4, "constant", 5)
     for model, data in (("gan", "digits"), ("cgan", "ring8"), ("ae", "grid25")):
         _, t, _, _ = new_run_config(model, data, None, [])
         assert (t.batch_size, t.lr, t.steps, t.epochs, t.schedule) == (

@@ -26,6 +26,7 @@ damps the oscillation of the game around its equilibrium.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 
 import torch
@@ -190,10 +191,11 @@ MIXTURE_MODEL_DEFAULTS = {"g_hidden": [256, 256, 256], "g_batchnorm": False, "d_
 MIXTURE_TRAIN_DEFAULTS = {"batch_size": 256, "lr": 5e-4, "schedule": "cosine", "steps": 20000}
 # The PacGAN paper's 2-D networks and optimiser (Lin et al. 2018, appendix): G 4x400 ReLU+BN, D
 # 3x200 maxout with 5 pieces, Adam beta1 0.8, no penalty or EMA; train with batch 100, lr 1e-4
-# and train.schedule=constant. Passing all of these explicitly on ring8/grid25 turns the tuned
+# and a constant schedule (PACGAN_TRAIN). Passing both explicitly on ring8/grid25 turns the tuned
 # set-up off (the training defaults fill only what is not given: a cosine schedule otherwise).
 PACGAN_MODEL = {"g_hidden": [400, 400, 400, 400], "g_batchnorm": True, "d_hidden": [200, 200, 200],
                 "d_maxout": 5, "r1": 0.0, "beta1": 0.8, "ema": 0.0}
+PACGAN_TRAIN = {"train.batch_size": 100, "train.lr": 1e-4, "train.schedule": "constant"}  # as --set items
 
 
 def _tuned_for(cls, data_name) -> bool:
@@ -239,9 +241,10 @@ class GAN(GenModel):
         filled = {k: v for k, v in MIXTURE_MODEL_DEFAULTS.items() if k not in cfg}
         if not filled:
             return cfg, None
-        shown = " ".join(f"{k}={str(v).replace(' ', '').lower() if isinstance(v, (bool, list)) else v}"
-                         for k, v in filled.items())
-        train = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in MIXTURE_TRAIN_DEFAULTS.items())
+        def shown(d):  # as --set would take them
+            return " ".join(f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in d.items())
+
+        shown, train = shown(filled), shown(MIXTURE_TRAIN_DEFAULTS)
         return {**cfg, **filled}, (f"gan on {data.name}: the tuned 2-D set-up {shown}, and for training {train} where "
                                    "not given (set a field to override it)")
 
