@@ -217,6 +217,29 @@ def test_r1_penalty_of_a_linear_discriminator_is_closed_form():
     assert (losses[3.0] - losses[0.0]).item() == pytest.approx(1.5 * float(w @ w), rel=1e-5)
 
 
+def test_lazy_r1_applies_the_penalty_every_r1_every_steps_with_that_weight():
+    """r1_every=4: on steps 0, 4, 8, ... the loss grows by 4 * gamma/2 ||w||^2 (the same pull on
+    average); on the steps between there is no penalty, and the loss equals that of r1=0."""
+    gamma, every = 3.0, 4
+    for step in (0, 1, 3, 4, 8):
+        losses = {}
+        for g in (0.0, gamma):
+            m = _model(d_hidden=[], d_maxout=0, r1=g, r1_every=every)
+            w = m.discriminator.net[0].weight.detach().flatten()
+            got = {}
+            torch.manual_seed(1)
+            logs = m.train_step(torch.randn(16, 2), None, lambda name, loss: got.setdefault(name, loss.detach()), step, 10)
+            losses[g] = got["d"]
+        extra = (losses[gamma] - losses[0.0]).item()
+        if step % every == 0:
+            assert extra == pytest.approx(every * gamma / 2 * float(w @ w), rel=1e-5)
+            assert logs["r1"].item() == pytest.approx(float(w @ w), rel=1e-6)
+        else:
+            assert extra == 0.0 and "r1" not in logs
+    with pytest.raises(ConfigError, match="r1_every"):
+        _model(r1_every=0)
+
+
 # --- the tuned 2-D set-up: defaults of gan on ring8/grid25 only, explicit values win ----------
 def test_gan_on_a_mixture_gets_the_tuned_train_defaults_unless_given():
     from genlab.models.gans.gan import MIXTURE_TRAIN_DEFAULTS
