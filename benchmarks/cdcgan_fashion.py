@@ -12,7 +12,7 @@ from pathlib import Path
 
 NAME = "cdcgan-fashion"
 DESCRIPTION = "conditional DCGAN on Fashion-MNIST: fashion-cnn accuracy on 1000 samples per requested class, FID/KID (fashion-cnn)"
-SETTINGS = ("steps", "batch", "ema", "conditioning", "aux_weight", "threads", "seed", "per_class")
+SETTINGS = ("steps", "batch", "ema", "conditioning", "aux_weight", "threads", "seed", "per_class", "r1", "r1_every")
 
 
 def run(ctx) -> dict:
@@ -33,8 +33,11 @@ def run(ctx) -> dict:
     threads = ctx.param("threads", 1)
     seed = ctx.param("seed", 0)
     per_class = ctx.param("per_class", 1000, quick=50)
+    r1, r1_every = ctx.param("r1", 0.0), ctx.param("r1_every", 8)
     sets = {"ema": ema, "conditioning": cond, "aux_weight": aux, "train.threads": threads, "train.log_every": 100,
             "train.checkpoint_every": 0}
+    if r1:  # lazy R1 (see dcgan-mnist)
+        sets.update({"r1": r1, "r1_every": r1_every})
     if ctx.quick:
         sets["data.limit"] = 2000
     ext = get_extractor("fashion-cnn")
@@ -66,13 +69,14 @@ def run(ctx) -> dict:
     rows.append({"class": f"FID / KID x 1e3 (10k samples vs test)", "fashion-cnn accuracy on samples":
                  f"{fid:.2f} / {1e3 * kid['kid_mean']:.1f} +- {1e3 * kid['kid_std']:.1f}", "on real test images": "-"})
     return {
-        "aux_weight": aux, "conditioning": cond, "accuracy": acc, "real_accuracy": real_acc, "min_accuracy": min(acc), "mean_accuracy": float(np.mean(acc)),
+        "aux_weight": aux, "conditioning": cond, "r1": r1, "r1_every": r1_every, "accuracy": acc, "real_accuracy": real_acc, "min_accuracy": min(acc), "mean_accuracy": float(np.mean(acc)),
         "fid": fid, "kid_mean": kid["kid_mean"], "kid_std": kid["kid_std"], "classes": names, "steps": steps,
         "train_seconds": train_s, "cpu_minutes": round(train_s * threads / 60, 1), "figure": fig, "table": rows,
         "protocol": (f"Fashion-MNIST {'first 2000' if ctx.quick else '60000'} training images with labels, in [0, 1]; "
                      f"genlab `cdcgan` at 28 px (dcgan networks, label one-hot to z, {cond} discriminator"
                      f"{f', AC-GAN auxiliary classifier weight {aux}' if aux else ''}), "
                      f"{'generator EMA ' + str(ema) if ema else 'no EMA'}, non-saturating loss, Adam 2e-4, beta1 0.5, "
+                     f"{f'lazy R1 gamma {r1:g} every {r1_every} D steps, ' if r1 else ''}"
                      f"batch {batch}, {steps} steps, seed {seed}, {threads} torch thread(s). Per class: {per_class} samples "
                      "(seed 1) classified by the shipped fashion-cnn, accuracy = share predicted as the requested class; "
                      "reference: fashion-cnn's accuracy on that class's 1000 real test images. FID/KID: fashion-cnn "

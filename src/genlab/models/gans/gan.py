@@ -21,7 +21,9 @@ Remedies against collapse: ``pack`` (PacGAN: D judges ``pack`` samples at once),
 (the standard deviation over the batch as an extra D input), ``spectral_norm`` on D, and an
 exponential moving average of G's weights for sampling (``ema``). ``r1`` adds the zero-centred
 gradient penalty on real data of Mescheder et al. (2018), ``r1/2 E||grad_x D(x)||^2``, which
-damps the oscillation of the game around its equilibrium.
+damps the oscillation of the game around its equilibrium; ``r1_every=N`` applies it lazily
+(StyleGAN2), on every N-th discriminator step with weight ``N * r1``. On MNIST it is what
+balances the DCGAN's digits (`genlab bench dcgan-mnist`: digit-histogram KL 0.094 -> 0.018).
 """
 from __future__ import annotations
 
