@@ -11,7 +11,7 @@ from pathlib import Path
 
 NAME = "stacked-mnist"
 DESCRIPTION = "Stacked MNIST (1000 modes), VEEGAN/PacGAN protocol: modes hit and KL to uniform of 26k DCGAN samples (mnist-cnn per channel)"
-SETTINGS = ("steps", "batch", "pack", "ema", "g_width", "d_width", "threads", "seed", "samples", "quality_every", "r1", "r1_every")
+SETTINGS = ("steps", "batch", "pack", "ema", "g_width", "d_width", "threads", "seed", "samples", "quality_every", "r1", "r1_every", "lr", "schedule")
 
 
 def run(ctx) -> dict:
@@ -29,10 +29,13 @@ def run(ctx) -> dict:
     n = ctx.param("samples", 26000, quick=500)
     every = ctx.param("quality_every", 1000, quick=10)
     r1, r1_every = ctx.param("r1", 0.0), ctx.param("r1_every", 8)
+    lr, schedule = ctx.param("lr", 2e-4), ctx.param("schedule", "constant")
     sets = {"pack": pack, "ema": ema, "g_width": g_width, "d_width": d_width, "train.threads": threads,
             "train.log_every": 100, "train.checkpoint_every": 0, "train.quality_every": every}
     if r1:  # lazy R1 (see dcgan-mnist)
         sets.update({"r1": r1, "r1_every": r1_every})
+    if lr != 2e-4 or schedule != "constant":  # both nets and the schedule (cosine: down to 0 at the last step)
+        sets.update({"g_lr": lr, "d_lr": lr, "train.lr": lr, "train.schedule": schedule})
     if ctx.quick:
         sets["data.limit"] = 2000
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,12 +62,12 @@ def run(ctx) -> dict:
                  "all 3 channels confident": ""})
     return {
         "final": final, "best": best, "best_step": best_info and best_info["step"], "probes": probes,
-        "r1": r1, "r1_every": r1_every, "steps": steps, "epochs": round(steps * batch / (2000 if ctx.quick else 128000), 2), "train_seconds": train_s,
+        "r1": r1, "r1_every": r1_every, "lr": lr, "schedule": schedule, "batch": batch, "steps": steps, "epochs": round(steps * batch / (2000 if ctx.quick else 128000), 2), "train_seconds": train_s,
         "cpu_minutes": round(train_s * threads / 60, 1), "threads": threads, "params": n_par, "figure": fig, "table": rows,
         "protocol": (f"stacked-mnist: {'2000' if ctx.quick else '128000'} training images, each channel a random MNIST "
                      "training digit (fixed seed), values in [0, 1]; genlab `dcgan` at 28 px (pytorch/examples networks "
                      f"from a 7x7 start, latent 100, g_width {g_width}, d_width {d_width}, transposed convolutions, "
-                     f"non-saturating loss, Adam 2e-4, beta1 0.5), pack={pack} (PacGAN), "
+                     f"non-saturating loss, Adam {lr:g} ({schedule}), beta1 0.5), pack={pack} (PacGAN), "
                      f"{f'lazy R1 gamma {r1:g} every {r1_every} D steps, ' if r1 else ''}"
                      f"{'generator EMA ' + str(ema) if ema else 'no EMA'}, batch {batch}, {steps} steps, seed {seed}, "
                      f"{threads} torch thread(s) on this CPU. Scored on {n} samples (seed 1): each channel classified by "
