@@ -125,3 +125,34 @@ def test_real_stacked_test_images_are_scored_by_their_labels(data_root):
     q = np.bincount(y.numpy(), minlength=1000) / len(y)
     direct_kl = float((q[q > 0] * np.log(q[q > 0] * 1000)).sum())
     assert abs(r["kl_to_uniform"] - direct_kl) < 0.05 and abs(r["modes"] - int((q > 0).sum())) <= 20
+
+
+# --- dcgan on stacked-mnist: the benchmark's tuned set-up for unset fields, explicit values win --
+def test_dcgan_on_stacked_mnist_gets_the_tuned_set_up_for_unset_fields(tmp_path, capsys):
+    import json
+
+    import genlab
+    from genlab.train.engine import TrainConfig
+    from genlab.models.gans.dcgan import DCGAN
+    from genlab.models.gans.gan import STACKED_MODEL_DEFAULTS, STACKED_TRAIN_DEFAULTS
+    from genlab.run import new_run_config
+
+    _, t, _, _ = new_run_config("dcgan", "stacked-mnist", None, [])
+    assert (t.batch_size, t.steps) == (128, 16000) == tuple(STACKED_TRAIN_DEFAULTS.values())
+    _, t, _, _ = new_run_config("dcgan", "stacked-mnist", None, [("train.batch_size", 32)], cli={"epochs": 2})
+    assert (t.batch_size, t.epochs, t.steps) == (32, 2, TrainConfig().steps)  # given: kept; a given length drops the default
+    for model, data in (("cdcgan", "stacked-mnist"), ("dcgan", "mnist"), ("dcgan", "fashion-mnist")):
+        _, t, _, _ = new_run_config(model, data, None, [])
+        assert (t.batch_size, t.steps) == (TrainConfig().batch_size, TrainConfig().steps), (model, data)
+    _write_fake_mnist(tmp_path)
+    genlab.train("dcgan", "stacked-mnist", data_root=str(tmp_path), out=tmp_path / "r", steps=1, device="cpu",
+                 set={"r1": 0.0, "g_width": 8, "d_width": 8, "data.limit": 64}, evaluate_at_end=False)
+    err = capsys.readouterr().err
+    got = json.loads((tmp_path / "r" / "config.json").read_text())["model_config"]
+    assert got["r1"] == 0.0 and " r1=" not in err  # given: kept, and not named as filled
+    for k in ("pack", "r1_every", "ema"):
+        assert got[k] == STACKED_MODEL_DEFAULTS[k] and f"{k}=" in err, k
+    assert "dcgan on stacked-mnist" in err and "batch_size=128" in err
+    # another image data set: the class defaults, no message
+    assert DCGAN.prepare_config({}, type("D", (), {"name": "mnist"})()) == ({}, None)
+    assert genlab.create_model("dcgan", shape=(3, 28, 28)).config.pack == 1
