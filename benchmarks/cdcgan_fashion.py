@@ -3,7 +3,12 @@
 accuracy per class is compared with the classifier's own accuracy on the real test images of
 that class (the ceiling a perfect generator of test-like images would meet). The issue's
 target: >= 90% for every class. Also FID and KID (fashion-cnn features) of 10000 samples with
-uniform labels against the 10000 test images."""
+uniform labels against the 10000 test images.
+
+The default set-up (projection discriminator with an AC-GAN head of weight 3, lazy R1 with gamma
+1 every 8 D steps, generator EMA 0.999, batch 64, 8000 steps) is the one that met the target on
+seed 0: every class >= 97.5%, FID 7.40. Without R1 (`--set r1=0`) FID is 4.31 but shirts reach
+only 87.7% (see the README)."""
 from __future__ import annotations
 
 import json
@@ -25,7 +30,7 @@ def run(ctx) -> dict:
     from genlab.metrics.extractors import get_extractor
 
     root = ctx.need_mnist("FashionMNIST")
-    steps = ctx.param("steps", 3000, quick=20)
+    steps = ctx.param("steps", 8000, quick=20)
     batch = ctx.param("batch", 64)
     ema = ctx.param("ema", 0.999, quick=0.0)
     cond = ctx.param("conditioning", "projection")
@@ -33,11 +38,9 @@ def run(ctx) -> dict:
     threads = ctx.param("threads", 1)
     seed = ctx.param("seed", 0)
     per_class = ctx.param("per_class", 1000, quick=50)
-    r1, r1_every = ctx.param("r1", 0.0), ctx.param("r1_every", 8)
-    sets = {"ema": ema, "conditioning": cond, "aux_weight": aux, "train.threads": threads, "train.log_every": 100,
-            "train.checkpoint_every": 0}
-    if r1:  # lazy R1 (see dcgan-mnist)
-        sets.update({"r1": r1, "r1_every": r1_every})
+    r1, r1_every = ctx.param("r1", 1.0), ctx.param("r1_every", 8)
+    sets = {"ema": ema, "conditioning": cond, "aux_weight": aux, "r1": r1, "r1_every": r1_every,  # lazy R1 (see dcgan-mnist)
+            "train.threads": threads, "train.log_every": 100, "train.checkpoint_every": 0}
     if ctx.quick:
         sets["data.limit"] = 2000
     ext = get_extractor("fashion-cnn")
