@@ -129,10 +129,16 @@ def run(ctx) -> dict:
                          "reverse KL": f"{kl.mean():.3f} +- {kl.std():.3f}" + (f" (max {kl.max():.3f})" if arm == "tuned" else ""),
                          "reference (modes, HQ %, KL)": ref, "CPU min/seed": round(cpu, 1)})
     paper_steps = epochs * 1000
+    import torch
+
+    from genlab.train.engine import resolve_device
+
+    dev = resolve_device("auto")  # what genlab.train's default device gave each job
+    where = "this CPU" if dev.type == "cpu" else f"{dev.type} ({torch.cuda.get_device_name(dev)})"
     from genlab.models.gans.gan import MIXTURE_MODEL_DEFAULTS as tm, MIXTURE_TRAIN_DEFAULTS as tt
     fig = _plot(ctx, results, datasets)
     return {
-        "results": summary, "arms": arms, "epochs": epochs, "seeds": seeds, "table": rows, "figure": fig,
+        "results": summary, "device": where, "arms": arms, "epochs": epochs, "seeds": seeds, "table": rows, "figure": fig,
         "protocol": (f"{', '.join(datasets)} (100000 training points, the mixtures of VEEGAN/PacGAN); seeds 0..{seeds - 1}; "
                      "2500 samples scored per seed (high quality: within 3 std of the nearest mean; a mode is captured "
                      "by one high-quality sample; reverse KL of the high-quality mode histogram to uniform); mean +- std "
@@ -145,7 +151,8 @@ def run(ctx) -> dict:
                         f"maxout, non-saturating loss, R1 {tm['r1']:g}, EMA {tm['ema']} of G for sampling, Adam lr "
                         f"{tt['lr']:g} ({tt['schedule']} schedule), betas ({tm['beta1']}, 0.999), batch {tt['batch_size']}, {steps or tt['steps']} "
                         "steps. " if "tuned" in arms else "")
-                     + f"CPU minutes are process CPU time per seed, one thread, {workers} seed(s) at a time"),
+                     + f"CPU minutes are process CPU time per seed, one thread, {workers} seed(s) at a time; "
+                     f"training on {where}"),
     }
 
 
