@@ -129,12 +129,9 @@ def run(ctx) -> dict:
                          "reverse KL": f"{kl.mean():.3f} +- {kl.std():.3f}" + (f" (max {kl.max():.3f})" if arm == "tuned" else ""),
                          "reference (modes, HQ %, KL)": ref, "CPU min/seed": round(cpu, 1)})
     paper_steps = epochs * 1000
-    import torch
+    from genlab.bench import device_name
 
-    from genlab.train.engine import resolve_device
-
-    dev = resolve_device("auto")  # what genlab.train's default device gave each job
-    where = "this CPU" if dev.type == "cpu" else f"{dev.type} ({torch.cuda.get_device_name(dev)})"
+    where = device_name()  # what genlab.train's default device gave each job
     from genlab.models.gans.gan import MIXTURE_MODEL_DEFAULTS as tm, MIXTURE_TRAIN_DEFAULTS as tt
     fig = _plot(ctx, results, datasets)
     return {

@@ -22,11 +22,9 @@ SETTINGS = ("steps", "batch", "pack", "ema", "g_width", "d_width", "threads", "s
 
 
 def run(ctx) -> dict:
-    import torch
-
     import genlab
+    from genlab.bench import device_name
     from genlab.run import load_run, stacked_metrics
-    from genlab.train.engine import resolve_device
 
     root = ctx.need_mnist()
     steps = ctx.param("steps", 16000, quick=20)
@@ -43,9 +41,7 @@ def run(ctx) -> dict:
     device = ctx.param("device", "auto")  # auto: the GPU when torch sees one
     sets = {"pack": pack, "ema": ema, "r1": r1, "r1_every": r1_every, "g_width": g_width, "d_width": d_width, "train.threads": threads,
             "train.log_every": 100, "train.checkpoint_every": 0, "train.quality_every": every,
-            "train.device": device}
-    if lr != 2e-4 or schedule != "constant":  # both nets and the schedule (cosine: down to 0 at the last step)
-        sets.update({"g_lr": lr, "d_lr": lr, "train.lr": lr, "train.schedule": schedule})
+            "train.device": device, "g_lr": lr, "d_lr": lr, "train.lr": lr, "train.schedule": schedule}  # cosine: down to 0
     if ctx.quick:
         sets["data.limit"] = 2000
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,8 +55,7 @@ def run(ctx) -> dict:
                   for q in r.metrics() if q.get("split") == "quality"]
         fig = ctx.figure("stacked-mnist-samples.png", r.sample(64, seed=0), nrow=8)
     n_par = sum(p.numel() for p in r.model.parameters())
-    dev = resolve_device(device)  # where it trained (the run's model is back on the CPU now)
-    where = "this CPU" if dev.type == "cpu" else f"{dev.type} ({torch.cuda.get_device_name(dev)})"
+    where = device_name(device)  # where it trained (the run's model is back on the CPU now)
     pub = "DCGAN 99 / 3.4; PacDCGAN2 1000 / 0.06"
     name = f"genlab dcgan pack={pack}" + (f", ema {ema}" if ema else "") + (f", lazy R1 {r1:g}/{r1_every}" if r1 else "")
     rows = [{"model": f"{name}, final weights (step {steps})", "modes (of 1000)": final["modes"],
@@ -75,7 +70,7 @@ def run(ctx) -> dict:
     return {
         "final": final, "best": best, "best_step": best_info and best_info["step"], "probes": probes,
         "r1": r1, "r1_every": r1_every, "lr": lr, "schedule": schedule, "batch": batch, "steps": steps, "epochs": round(steps * batch / (2000 if ctx.quick else 128000), 2), "train_seconds": train_s,
-        "cpu_minutes": round(train_s * threads / 60, 1) if dev.type == "cpu" else None, "device": where, "threads": threads, "params": n_par, "figure": fig, "table": rows,
+        "cpu_minutes": round(train_s * threads / 60, 1) if where == "this CPU" else None, "device": where, "threads": threads, "params": n_par, "figure": fig, "table": rows,
         "protocol": (f"stacked-mnist: {'2000' if ctx.quick else '128000'} training images, each channel a random MNIST "
                      "training digit (fixed seed), values in [0, 1]; genlab `dcgan` at 28 px (pytorch/examples networks "
                      f"from a 7x7 start, latent 100, g_width {g_width}, d_width {d_width}, transposed convolutions, "

@@ -154,6 +154,15 @@ def machine_info() -> dict:
     return info
 
 
+def device_name(train_device: str = "auto") -> str:
+    """Where ``genlab.train`` runs with ``train.device=train_device``, in words for a protocol:
+    "this CPU" or e.g. "cuda (NVIDIA H100 80GB HBM3)"."""
+    from .train.engine import resolve_device
+
+    dev = resolve_device(train_device)
+    return "this CPU" if dev.type == "cpu" else f"{dev.type} ({torch.cuda.get_device_name(dev)})"
+
+
 def measure_gflops(seconds: float = 2.0, n: int = 1024) -> float:
     """Sustained float32 matmul throughput of this machine with torch's threads, in GFLOP/s."""
     a, b = torch.randn(n, n), torch.randn(n, n)
