@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -290,3 +291,20 @@ def test_gan_on_a_mixture_gets_the_tuned_networks_for_unset_fields(tmp_path, cap
     assert "tuned" not in capsys.readouterr().err
     got = json.loads((tmp_path / "d" / "config.json").read_text())["model_config"]
     assert {k: got[k] for k in PACGAN_MODEL} == PACGAN_MODEL
+
+
+def test_maxout_takes_each_units_largest_piece_and_passes_the_gradient_to_it_alone():
+    from genlab.models.gans.gan import Maxout
+
+    torch.manual_seed(0)
+    m = Maxout(4, 3, 5)
+    x = torch.randn(6, 4)
+    pre = (x @ m.lin.weight.detach().T + m.lin.bias.detach()).numpy().reshape(6, 3, 5)  # unit u: pieces 5u..5u+4
+    y = m(x)
+    np.testing.assert_allclose(y.detach().numpy(), pre.max(-1), rtol=1e-6, atol=1e-6)
+    w = torch.randn(6, 3)
+    (y * w).sum().backward()
+    # d/d(bias): the upstream gradient at each unit's arg-max piece, zero at the other pieces
+    want = np.zeros((6, 3, 5))
+    np.put_along_axis(want, pre.argmax(-1)[..., None], w.numpy()[..., None], -1)
+    np.testing.assert_allclose(m.lin.bias.grad.numpy(), want.sum(0).reshape(-1), rtol=1e-6, atol=1e-6)

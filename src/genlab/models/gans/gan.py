@@ -52,7 +52,7 @@ class Maxout(nn.Module):
         self.lin, self.n_out, self.pieces = nn.Linear(n_in, n_out * pieces), n_out, pieces
 
     def forward(self, x):
-        return self.lin(x).view(x.shape[0], self.n_out, self.pieces).amax(-1)
+        return self.lin(x).view(x.shape[0], self.n_out, self.pieces).max(-1).values
 
 
 @dataclass

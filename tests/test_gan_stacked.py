@@ -1,0 +1,128 @@
+"""The stacked trainer (K ``gan`` models as one set of stacked tensors) against K separate models
+trained by ``GAN.train_step``: the same batches and noise must give the same weights."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genlab.errors import ConfigError
+from genlab.models.gans.stacked import StackedGAN, StackedTrainer, build_seed_models, train_stacked
+from genlab.train.engine import TrainConfig, Updater, epoch_order
+
+SMALL = {"g_hidden": [16, 16], "d_hidden": [12, 12], "d_maxout": 3, "g_batchnorm": True}
+
+
+def _state(m) -> dict:
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # PacGAN's shape: BatchNorm in G, maxout in D, non-saturating loss
+    {"g_batchnorm": False, "d_maxout": 0, "pack": 2, "d_steps": 2, "g_loss": "minimax", "d_lr": 3e-4},
+    {"d_loss": "hinge", "beta1": 0.5},
+])
+def test_a_stacked_step_equals_k_separate_gan_train_steps(extra):
+    cfg = {**SMALL, **extra}
+    data_names, seeds = ["ring8", "grid25", "ring8"], [0, 1, 2]
+    bs, lr, steps = 100, 1e-3, 5
+    ref, datasets = build_seed_models(cfg, data_names, seeds)
+    models, _ = build_seed_models(cfg, data_names, seeds)
+    for a, b in zip(ref, models):  # the same construction gives the same initial weights
+        assert all(torch.equal(x, y) for x, y in zip(_state(a).values(), _state(b).values()))
+    n = len(datasets[0].train)
+    # the noise each model draws at each step: D's, then G's (on a generator step)
+    d_steps = cfg.get("d_steps", 1)
+    noise = [[(torch.randn(bs, 2), torch.randn(bs, 2)) for _ in seeds] for _ in range(steps)]
+    tc = TrainConfig(batch_size=bs, lr=lr)
+    for j, (m, ds, s) in enumerate(zip(ref, datasets, seeds)):
+        m.train()
+        up = Updater(m.make_optimizers(tc), tc)
+        order = epoch_order(n, s, 0)
+        for t in range(steps):
+            queue = list(noise[t][j])
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(torch, "randn", lambda *a, **k: queue.pop(0))
+                m.train_step(ds.train.x[order[t * bs:(t + 1) * bs]], None, up, t, steps)
+            assert len(queue) == (0 if (t + 1) % d_steps == 0 else 1)  # one draw per update
+    stack = StackedGAN(models).train()
+    data = torch.stack([ds.train.x for ds in datasets])
+    tr = StackedTrainer(stack, data, seeds, bs, lr)
+    draws = []  # the stacked trainer's draws in this step: D's noise first, then G's
+
+    def stacked_noise():
+        draws.append(None)
+        return torch.stack([noise[tr.step_count][j][len(draws) - 1] for j in range(len(seeds))])
+
+    tr.noise = stacked_noise
+    init = [_state(m) for m in models]
+    for t in range(steps):
+        draws.clear()
+        tr.step()
+        assert len(draws) == (2 if (t + 1) % d_steps == 0 else 1)
+    stack.write_back(models)
+    # A bias just before a BatchNorm has zero gradient in exact arithmetic (the normalisation
+    # subtracts it again): Adam turns its rounding noise (~1e-9) into steps of up to lr, so it and
+    # the running mean it feeds can only agree to steps * lr. Everything else agrees to float32.
+    gen = ref[0].generator
+    noisy = {f"generator.{i}.bias" for i in range(len(gen) - 1) if isinstance(gen[i + 1], torch.nn.BatchNorm1d)}
+    noisy |= {f"generator.{i + 1}.running_mean" for i in range(len(gen) - 1) if isinstance(gen[i + 1], torch.nn.BatchNorm1d)}
+    for a, b in zip(ref, models):
+        sa, sb = _state(a), _state(b)
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            if k in noisy:
+                assert (sb[k] - sa[k]).abs().max() <= steps * lr, k
+            else:
+                torch.testing.assert_close(sb[k], sa[k], atol=1e-6, rtol=1e-5, msg=f"{k} after {steps} steps ({extra})")
+    for m, st in zip(models, init):  # and they did train
+        assert not torch.equal(_state(m)["generator.0.weight"], st["generator.0.weight"])
+
+
+def test_write_back_round_trips_and_eval_mode_samples_agree():
+    models, _ = build_seed_models(SMALL, ["grid25", "grid25"], [3, 4])
+    for m in models:  # running statistics away from their initial values
+        bn = [b for b in m.generator.modules() if isinstance(b, torch.nn.BatchNorm1d)]
+        for b in bn:
+            b.running_mean.normal_()
+            b.running_var.uniform_(0.5, 2)
+    stack = StackedGAN(models).eval()
+    fresh, _ = build_seed_models(SMALL, ["grid25", "grid25"], [7, 8])
+    stack.write_back(fresh)
+    z = torch.randn(2, 50, 2)
+    for j, (m, f) in enumerate(zip(models, fresh)):
+        a, b = _state(m), _state(f)
+        assert all(torch.equal(a[k], b[k]) for k in a if not k.endswith("num_batches_tracked"))
+        m.eval()
+        torch.testing.assert_close(stack.generate(z)[j], m.generate(z[j]), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(stack.critic(z)[j], m.critic(z[j]), atol=1e-6, rtol=1e-5)
+
+
+def test_train_stacked_resumes_from_its_state_file_exactly(tmp_path):
+    kw = dict(steps=40, batch_size=100, lr=1e-3, device="cpu", log_every=20, log=lambda msg: None)
+    whole = train_stacked(SMALL, ["ring8", "grid25"], [0, 1], **kw)
+    state = tmp_path / "state.pt"
+    first = train_stacked(SMALL, ["ring8", "grid25"], [0, 1], state_path=state, save_every=20, stop_after=0, **kw)
+    assert first["steps"] == 20 and not first["finished"] and state.is_file()
+    second = train_stacked(SMALL, ["ring8", "grid25"], [0, 1], state_path=state, save_every=20, **kw)
+    assert second["steps"] == 40 and second["steps_this_call"] == 20 and second["finished"]
+    for a, b in zip(whole["models"], second["models"]):
+        sa, sb = _state(a), _state(b)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), "a resumed run must continue exactly"
+    # another run's state is refused, by name
+    with pytest.raises(ConfigError, match="state_path"):
+        train_stacked(SMALL, ["ring8", "grid25"], [0, 2], state_path=state, **kw)
+    # the trained models sample as genlab models do
+    x = whole["models"][0].sample(10, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (10, 2) and torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("change, field", [({"r1": 1.0}, "r1"), ({"ema": 0.999}, "ema"), ({"mbstd": True}, "mbstd")])
+def test_unsupported_fields_are_named(change, field):
+    models, _ = build_seed_models({**SMALL, **change}, ["ring8"], [0])
+    with pytest.raises(ConfigError, match=f"^{field}: not supported"):
+        StackedGAN(models)
+
+
+def test_a_batch_that_does_not_divide_the_data_is_refused():
+    with pytest.raises(ConfigError, match="batch_size: .*divides the 100000"):
+        train_stacked(SMALL, ["ring8"], [0], steps=1, batch_size=300, lr=1e-3, device="cpu")
