@@ -20,6 +20,19 @@ Two arms (``--set arms=[...]``):
   for the 2-D mixtures (``MIXTURE_MODEL_DEFAULTS``, ``MIXTURE_TRAIN_DEFAULTS``: 256-wide nets
   without BatchNorm or maxout, R1 2, EMA 0.999, batch 256, lr 5e-4 on a cosine schedule,
   20000 steps; ``steps`` shortens it), scored by the same protocol against the issue's targets.
+
+Two engines for the paper arm (``--set engine=...``):
+
+- ``runs`` (default): one ``genlab.train`` run per seed and data set, ``workers`` at a time, one
+  CPU thread each;
+- ``stacked``: every seed and data set of one packing trained at once as one set of stacked
+  tensors (``genlab.models.gans.stacked``: the same networks, initial weights, data order and
+  updates, each model exactly its own; only the noise stream differs), on ``device`` (auto: CUDA
+  when there is one, where each step is replayed as a CUDA graph). ``state=DIR`` keeps a
+  resumable state there and ``stop_after=MINUTES`` stops at the next save after that long, so
+  the 400000-step protocol can be split over several calls of the same command. On this 2-core
+  CPU stacking saves nothing (the step is bound by its matrix products); it is meant for a GPU,
+  where a step of one small model leaves the device idle.
 """
 from __future__ import annotations
 
@@ -31,7 +44,7 @@ from pathlib import Path
 
 NAME = "gan-mixtures"
 DESCRIPTION = "PacGAN protocol on ring8 and grid25: modes, high-quality share, reverse KL for the paper's GAN and PacGAN4 and for genlab's tuned defaults, over seeds"
-SETTINGS = ("arms", "epochs", "steps", "seeds", "packs", "datasets", "workers")
+SETTINGS = ("arms", "epochs", "steps", "seeds", "packs", "datasets", "workers", "engine", "device", "state", "stop_after")
 PAPER = {("ring8", 1): (6.3, None, 0.45), ("grid25", 1): (17.3, 94.8, 0.70), ("grid25", 4): (24.8, 93.6, 0.04)}
 # the issue's targets for genlab's best configuration: (modes at least, HQ % at least, rev-KL at most)
 TARGETS = {"ring8": (8, None, 0.05), "grid25": (24.8, 95.0, 0.04)}
@@ -61,6 +74,35 @@ def _one(job: dict) -> dict:
             "cpu_minutes": (time.process_time() - t0) / 60}
 
 
+def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_after: float) -> dict:
+    """The paper arm's jobs of one packing, trained at once by the stacked trainer, scored as
+    ``genlab.train`` scores a run (``mixture_metrics``: 2500 samples of sample seed 0)."""
+    import torch
+
+    from genlab.models.gans.gan import PACGAN_MODEL, PACGAN_TRAIN
+    from genlab.models.gans.stacked import train_stacked
+    from genlab.run import mixture_metrics
+
+    pack = group[0]["pack"]
+    path = Path(state) / f"gan-mixtures-pack{pack}.pt" if state else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    out = train_stacked({**PACGAN_MODEL, "pack": pack}, [j["data"] for j in group], [j["seed"] for j in group],
+                        steps=steps, batch_size=PACGAN_TRAIN["train.batch_size"], lr=PACGAN_TRAIN["train.lr"],
+                        device=device, state_path=path, stop_after=stop_after * 60 if stop_after else None,
+                        log=ctx.log)
+    k = len(group)
+    results = []
+    for j, m in zip(group, out["models"]):
+        ev = mixture_metrics(m, j["data"])
+        pts = m.sample(2500, generator=torch.Generator().manual_seed(0)).reshape(2500, -1).tolist() if j["seed"] == 0 else None
+        results.append({**j, **{key: ev[key] for key in ("modes", "high_quality", "reverse_kl")}, "steps_run": out["steps"],
+                        "points": pts, "cpu_minutes": out["cpu_seconds"] / 60 / k})
+    return {"results": results, "finished": out["finished"], "steps": out["steps"], "models": k, "device": out["device"],
+            "graph": out["graph"], "wall_minutes": out["seconds"] / 60, "wall_minutes_per_seed": out["seconds"] / 60 / k,
+            "cpu_minutes": out["cpu_seconds"] / 60, "steps_this_call": out["steps_this_call"]}
+
+
 def _meets(d: str, modes, hq, kl) -> dict:
     """The issue's targets for the tuned arm: ring8 8/8 modes in every seed and rev-KL <= 0.05
     in every seed; grid25 mean modes >= 24.8, mean HQ >= 95%, mean rev-KL <= 0.04."""
@@ -81,6 +123,14 @@ def run(ctx) -> dict:
     packs = ctx.param("packs", [1, 4], quick=[1])
     datasets = ctx.param("datasets", ["ring8", "grid25"], quick=["ring8"])
     workers = ctx.param("workers", 2)
+    engine = ctx.param("engine", "runs")
+    device = ctx.param("device", "auto")
+    state = ctx.param("state", "")
+    stop_after = ctx.param("stop_after", 0)
+    if engine not in ("runs", "stacked"):
+        from genlab.errors import GenlabError
+
+        raise GenlabError(f"--set engine: unknown engine {engine!r}; expected runs or stacked")
     unknown = sorted(set(arms) - {"paper", "tuned"})
     if unknown:
         from genlab.errors import GenlabError
@@ -96,8 +146,22 @@ def run(ctx) -> dict:
         for j in jobs:
             if j["arm"] == "paper":
                 j["epochs"] = 1
+    stacked_runs = {}
+    if engine == "stacked":
+        paper = [j for j in jobs if j["arm"] == "paper"]
+        jobs = [j for j in jobs if j["arm"] != "paper"]
+        for p in dict.fromkeys(j["pack"] for j in paper):
+            group = [j for j in paper if j["pack"] == p]
+            steps_p = 100 if ctx.quick else group[0]["epochs"] * 1000
+            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, stop_after)
+        if not all(r["finished"] for r in stacked_runs.values()):
+            done = {p: r["steps"] for p, r in stacked_runs.items()}
+            return {"finished": False, "steps_done": done, "state": state,
+                    "protocol": f"stopped after stop_after={stop_after} min at steps {done} (by packing); the state is in "
+                                f"{state}: run the same command again to go on"}
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_one, jobs))
+    results = [r for sr in stacked_runs.values() for r in sr["results"]] + results
     rows, summary = [], {}
     for d in datasets:
         for arm, p in [("paper", p) for p in packs if "paper" in arms] + ([("tuned", 1)] if "tuned" in arms else []):
@@ -106,10 +170,12 @@ def run(ctx) -> dict:
             hq = np.array([r["high_quality"] for r in rs]) * 100
             kl = np.array([r["reverse_kl"] for r in rs])
             cpu = float(np.mean([r["cpu_minutes"] for r in rs]))
+            stacked = arm == "paper" and p in stacked_runs
             key = f"{d}-pack{p}" if arm == "paper" else f"{d}-tuned"
             summary[key] = {"modes": [float(modes.mean()), float(modes.std())], "high_quality_pct": [float(hq.mean()), float(hq.std())],
                             "reverse_kl": [float(kl.mean()), float(kl.std())], "cpu_minutes_per_seed": cpu,
                             "steps": rs[0]["steps_run"],
+                            **({"stacked": {k: v for k, v in stacked_runs[p].items() if k != "results"}} if stacked else {}),
                             "per_seed": [{k: r[k] for k in ("seed", "modes", "high_quality", "reverse_kl", "cpu_minutes")} for r in rs]}
             if arm == "paper":
                 paper = PAPER.get((d, p))
@@ -127,29 +193,35 @@ def run(ctx) -> dict:
                          "modes": f"{modes.mean():.1f} +- {modes.std():.1f}" + (f" (min {modes.min():.0f})" if arm == "tuned" else ""),
                          "high quality %": f"{hq.mean():.1f} +- {hq.std():.1f}",
                          "reverse KL": f"{kl.mean():.3f} +- {kl.std():.3f}" + (f" (max {kl.max():.3f})" if arm == "tuned" else ""),
-                         "reference (modes, HQ %, KL)": ref, "CPU min/seed": round(cpu, 1)})
-    paper_steps = epochs * 1000
+                         "reference (modes, HQ %, KL)": ref,
+                         **({"wall min/seed": round(stacked_runs[p]["wall_minutes_per_seed"], 2)} if stacked
+                            else {"CPU min/seed": round(cpu, 1)})})
+    paper_steps = next(iter(stacked_runs.values()))["steps"] if stacked_runs else epochs * 1000
     from genlab.bench import device_name
 
     where = device_name()  # what genlab.train's default device gave each job
     from genlab.models.gans.gan import MIXTURE_MODEL_DEFAULTS as tm, MIXTURE_TRAIN_DEFAULTS as tt
     fig = _plot(ctx, results, datasets)
     return {
-        "results": summary, "device": where, "arms": arms, "epochs": epochs, "seeds": seeds, "table": rows, "figure": fig,
+        "results": summary, "device": where if engine == "runs" else device_name(device), "engine": engine, "arms": arms, "epochs": epochs, "seeds": seeds, "table": rows, "figure": fig,
         "protocol": (f"{', '.join(datasets)} (100000 training points, the mixtures of VEEGAN/PacGAN); seeds 0..{seeds - 1}; "
                      "2500 samples scored per seed (high quality: within 3 std of the nearest mean; a mode is captured "
                      "by one high-quality sample; reverse KL of the high-quality mode histogram to uniform); mean +- std "
                      "over seeds. "
                      + (f"paper arm: the PacGAN set-up passed explicitly: z in R^2, G 4x400 ReLU+BatchNorm, D 3x200 maxout "
-                        f"(5 pieces), non-saturating loss, batch 100, Adam lr 1e-4, beta1 0.8; {epochs} epoch(s) = "
+                        f"(5 pieces), non-saturating loss, batch 100, Adam lr 1e-4, beta1 0.8; {paper_steps / 1000:g} epoch(s) = "
                         f"{paper_steps} steps per seed (the paper: 400 epochs = 400000 steps). " if "paper" in arms else "")
                      + (f"tuned arm: `genlab train gan --data DATA --seed S` with no other option: z in R^2, G "
                         f"{_layers(tm['g_hidden'])} ReLU, D {_layers(tm['d_hidden'])} LeakyReLU 0.2, no BatchNorm or "
                         f"maxout, non-saturating loss, R1 {tm['r1']:g}, EMA {tm['ema']} of G for sampling, Adam lr "
                         f"{tt['lr']:g} ({tt['schedule']} schedule), betas ({tm['beta1']}, 0.999), batch {tt['batch_size']}, {steps or tt['steps']} "
                         "steps. " if "tuned" in arms else "")
-                     + f"CPU minutes are process CPU time per seed, one thread, {workers} seed(s) at a time; "
-                     f"training on {where}"),
+                     + (f"CPU minutes are process CPU time per seed, one thread, {workers} seed(s) at a time; "
+                        f"training on {where}" if engine == "runs" or "tuned" in arms else "")
+                     + ("; " if engine == "stacked" and "tuned" in arms else "")
+                     + (f"paper arm on the stacked engine: the {len(datasets) * seeds} model(s) of each packing trained at "
+                        f"once on {device_name(device)} (CUDA graph: {', '.join(str(r['graph']) for r in stacked_runs.values())}); "
+                        "wall minutes per seed are the run's wall time over its models" if engine == "stacked" else "")),
     }
 
 

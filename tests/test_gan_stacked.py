@@ -16,15 +16,21 @@ def _state(m) -> dict:
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
 
-@pytest.mark.parametrize("extra", [
-    {},  # PacGAN's shape: BatchNorm in G, maxout in D, non-saturating loss
-    {"g_batchnorm": False, "d_maxout": 0, "pack": 2, "d_steps": 2, "g_loss": "minimax", "d_lr": 3e-4},
-    {"d_loss": "hinge", "beta1": 0.5},
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the stacked trainer's GPU path)")
+PACGAN_SHAPE = {}  # BatchNorm in G, maxout in D, non-saturating loss
+
+
+@pytest.mark.parametrize("extra, device, graph", [
+    (PACGAN_SHAPE, "cpu", False),
+    ({"g_batchnorm": False, "d_maxout": 0, "pack": 2, "d_steps": 2, "g_loss": "minimax", "d_lr": 3e-4}, "cpu", False),
+    ({"d_loss": "hinge", "beta1": 0.5}, "cpu", False),
+    pytest.param(PACGAN_SHAPE, "cuda", False, marks=CUDA),
+    pytest.param(PACGAN_SHAPE, "cuda", True, marks=CUDA),  # warm-up steps, the capture, then replays
 ])
-def test_a_stacked_step_equals_k_separate_gan_train_steps(extra):
+def test_a_stacked_step_equals_k_separate_gan_train_steps(extra, device, graph):
     cfg = {**SMALL, **extra}
     data_names, seeds = ["ring8", "grid25", "ring8"], [0, 1, 2]
-    bs, lr, steps = 100, 1e-3, 5
+    bs, lr, steps = 100, 1e-3, 7
     ref, datasets = build_seed_models(cfg, data_names, seeds)
     models, _ = build_seed_models(cfg, data_names, seeds)
     for a, b in zip(ref, models):  # the same construction gives the same initial weights
@@ -44,21 +50,29 @@ def test_a_stacked_step_equals_k_separate_gan_train_steps(extra):
                 mp.setattr(torch, "randn", lambda *a, **k: queue.pop(0))
                 m.train_step(ds.train.x[order[t * bs:(t + 1) * bs]], None, up, t, steps)
             assert len(queue) == (0 if (t + 1) % d_steps == 0 else 1)  # one draw per update
-    stack = StackedGAN(models).train()
-    data = torch.stack([ds.train.x for ds in datasets])
+    stack = StackedGAN(models).to(device).train()
+    data = torch.stack([ds.train.x for ds in datasets]).to(device)
     tr = StackedTrainer(stack, data, seeds, bs, lr)
+    # the noise comes from two fixed buffers, filled before each step: a captured CUDA graph
+    # reads them at every replay
+    z = torch.zeros(2, len(seeds), bs, 2, device=device)
     draws = []  # the stacked trainer's draws in this step: D's noise first, then G's
 
     def stacked_noise():
         draws.append(None)
-        return torch.stack([noise[tr.step_count][j][len(draws) - 1] for j in range(len(seeds))])
+        return z[len(draws) - 1]
 
     tr.noise = stacked_noise
     init = [_state(m) for m in models]
     for t in range(steps):
         draws.clear()
-        tr.step()
-        assert len(draws) == (2 if (t + 1) % d_steps == 0 else 1)
+        for i in range(2):
+            z[i].copy_(torch.stack([noise[t][j][i] for j in range(len(seeds))]))
+        tr.step(graph=graph)
+        if not graph:
+            assert len(draws) == (2 if (t + 1) % d_steps == 0 else 1)
+    assert (tr.graph is not None) == graph
+    stack.cpu()
     stack.write_back(models)
     # A bias just before a BatchNorm has zero gradient in exact arithmetic (the normalisation
     # subtracts it again): Adam turns its rounding noise (~1e-9) into steps of up to lr, so it and
@@ -126,3 +140,24 @@ def test_unsupported_fields_are_named(change, field):
 def test_a_batch_that_does_not_divide_the_data_is_refused():
     with pytest.raises(ConfigError, match="batch_size: .*divides the 100000"):
         train_stacked(SMALL, ["ring8"], [0], steps=1, batch_size=300, lr=1e-3, device="cpu")
+
+
+def test_gan_mixtures_runs_its_paper_arm_on_the_stacked_engine_and_scores_as_genlab_does():
+    from genlab.bench import run_benchmark
+    from genlab.errors import GenlabError
+    from genlab.models.gans.gan import PACGAN_MODEL
+    from genlab.run import mixture_metrics
+
+    res = run_benchmark("gan-mixtures", quick=True, echo=False, params={"engine": "stacked", "arms": ["paper"]})
+    row = res["results"]["ring8-pack1"]
+    assert res["engine"] == "stacked" and row["steps"] == 100 and row["stacked"]["models"] == 1
+    assert "wall min/seed" in res["table"][0] and "100 steps per seed" in res["protocol"]
+    # the same training by the library, scored by the function that writes a run's eval.json
+    out = train_stacked({**PACGAN_MODEL, "pack": 1}, ["ring8"], [0], steps=100, batch_size=100, lr=1e-4,
+                        device="cpu", log=lambda msg: None)
+    ev = mixture_metrics(out["models"][0], "ring8")
+    assert row["per_seed"][0]["modes"] == ev["modes"]
+    assert row["per_seed"][0]["high_quality"] == pytest.approx(ev["high_quality"])
+    assert row["per_seed"][0]["reverse_kl"] == pytest.approx(ev["reverse_kl"])
+    with pytest.raises(GenlabError, match="engine: unknown engine 'fast'"):
+        run_benchmark("gan-mixtures", quick=True, echo=False, params={"engine": "fast"})

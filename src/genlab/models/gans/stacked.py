@@ -40,6 +40,7 @@ from .gan import GAN, d_loss_fn, g_loss_fn
 
 UNSUPPORTED = {"gp": 0.0, "r1": 0.0, "mbstd": False, "spectral_norm": False, "ema": 0.0}
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
+WARMUP = 3  # eager steps before a CUDA graph is captured
 
 
 def _linears(seq: nn.Module) -> list[nn.Linear]:
@@ -114,13 +115,14 @@ class StackedGAN(nn.Module):
         if self.training:
             n = h.shape[1]
             mean = h.mean(1, keepdim=True)
-            var = h.var(1, keepdim=True, unbiased=False)
+            d = h - mean
+            var = (d * d).mean(1, keepdim=True)
             with torch.no_grad():  # nn.BatchNorm1d: the running variance takes the unbiased estimate
                 rm.lerp_(mean, BN_MOMENTUM)
                 rv.lerp_(var * (n / max(n - 1, 1)), BN_MOMENTUM)
         else:
-            mean, var = rm, rv
-        return (h - mean) * torch.rsqrt(var + BN_EPS) * self.bn_w[i] + self.bn_b[i]
+            d, var = h - rm, rv
+        return d * torch.rsqrt(var + BN_EPS) * self.bn_w[i] + self.bn_b[i]
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """(K, B, dim) -> (K, B // pack) logits: D judges ``pack`` consecutive samples at once (a
@@ -181,7 +183,9 @@ class StackedTrainer:
         self.device = data.device
         self._epoch_order = epoch_order
         cuda = self.device.type == "cuda"
-        kw = dict(betas=(c.beta1, c.beta2), eps=eps, foreach=True, capturable=cuda)
+        # CUDA: the multi-tensor Adam, capturable in a CUDA graph; CPU: the fused kernel (as
+        # genlab.train's optimizer), one pass over the parameters
+        kw = dict(betas=(c.beta1, c.beta2), eps=eps, **(dict(foreach=True, capturable=True) if cuda else dict(fused=True)))
         self.opt_d = torch.optim.Adam(stack.d_params(), lr=d_lr or c.d_lr or lr, **kw)
         self.opt_g = torch.optim.Adam(stack.g_params(), lr=g_lr or c.g_lr or lr, **kw)
         self.order = torch.empty(k, self.per_epoch, batch_size, dtype=torch.long, device=self.device)
@@ -191,6 +195,7 @@ class StackedTrainer:
         self.step_count = 0
         self._epoch = None
         self.graph = None
+        self._warm = 0  # eager steps taken on a side stream before the capture
 
     def noise(self) -> torch.Tensor:
         """(K, B, latent) standard normal noise (one stream for the K models)."""
@@ -229,8 +234,9 @@ class StackedTrainer:
             s.bn_batches.add_(2 if g_update else 1)  # the D step's generator pass counts too
 
     def step(self, graph: bool = False) -> None:
-        """One training step (``genlab.train``'s step ``step_count``): with ``graph`` on CUDA, a
-        replay of the captured step (captured at the first step that can use it)."""
+        """One training step (``genlab.train``'s step ``step_count``). With ``graph`` on CUDA
+        (and ``d_steps`` 1): three eager steps on a side stream (they build Adam's state and the
+        libraries' workspaces), then the step is captured once as a CUDA graph and replayed."""
         c = self.stack.config
         epoch, b = divmod(self.step_count, self.per_epoch)
         self._set_epoch(epoch)
@@ -238,27 +244,22 @@ class StackedTrainer:
             self.b.zero_()
         g_update = (self.step_count + 1) % c.d_steps == 0
         if graph and c.d_steps == 1 and self.device.type == "cuda":
-            if self.graph is None and self.step_count >= 3:  # after eager steps have built Adam's state
-                self._capture()
+            if self.graph is None and self._warm >= WARMUP:
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):  # records the step's kernels without running them
+                    self._step(True, True)
             if self.graph is not None:
                 self.graph.replay()
-                self.step_count += 1
-                return
-        self._step(True, g_update)
+            else:
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    self._step(True, True)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                self._warm += 1
+        else:
+            self._step(True, g_update)
         self.step_count += 1
-
-    def _capture(self) -> None:
-        torch.cuda.synchronize(self.device)
-        b = self.b.clone()
-        saved = {n: t.clone() for n, t in self.stack.state_dict().items()}
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self._step(True, True)
-        # capturing records the kernels without running them; nothing has changed, but make sure
-        with torch.no_grad():
-            for n, t in self.stack.state_dict().items():
-                t.copy_(saved[n])
-        self.b.copy_(b)
 
     # --- resumable state ------------------------------------------------------------------
     def state(self) -> dict:
