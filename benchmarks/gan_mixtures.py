@@ -99,7 +99,7 @@ def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_a
         results.append({**j, **{key: ev[key] for key in ("modes", "high_quality", "reverse_kl")}, "steps_run": out["steps"],
                         "points": pts, "cpu_minutes": out["cpu_seconds"] / 60 / k})
     return {"results": results, "finished": out["finished"], "steps": out["steps"], "models": k, "device": out["device"],
-            "graph": out["graph"], "wall_minutes": out["seconds"] / 60, "wall_minutes_per_seed": out["seconds"] / 60 / k,
+            "graph": out["graph"], "graph_error": out["graph_error"], "wall_minutes": out["seconds"] / 60, "wall_minutes_per_seed": out["seconds"] / 60 / k,
             "cpu_minutes": out["cpu_seconds"] / 60, "steps_this_call": out["steps_this_call"]}
 
 

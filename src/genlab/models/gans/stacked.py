@@ -196,6 +196,7 @@ class StackedTrainer:
         self._epoch = None
         self.graph = None
         self._warm = 0  # eager steps taken on a side stream before the capture
+        self.graph_error: str | None = None  # why the capture failed, if it did
 
     def noise(self) -> torch.Tensor:
         """(K, B, latent) standard normal noise (one stream for the K models)."""
@@ -243,11 +244,17 @@ class StackedTrainer:
         if b == 0:
             self.b.zero_()
         g_update = (self.step_count + 1) % c.d_steps == 0
-        if graph and c.d_steps == 1 and self.device.type == "cuda":
+        if graph and c.d_steps == 1 and self.device.type == "cuda" and self.graph_error is None:
             if self.graph is None and self._warm >= WARMUP:
-                self.graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graph):  # records the step's kernels without running them
-                    self._step(True, True)
+                try:
+                    g = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(g):  # records the step's kernels without running them
+                        self._step(True, True)
+                    self.graph = g
+                except RuntimeError as e:  # go on eagerly (slower, the same training) and say why
+                    self.graph_error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    torch.cuda.synchronize(self.device)
+                    return self.step(graph=False)
             if self.graph is not None:
                 self.graph.replay()
             else:
@@ -339,7 +346,7 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
         torch.manual_seed(1_000_003 + sum(seeds))
     t0, c0 = time.perf_counter(), time.process_time()
     start = tr.step_count
-    finished = True
+    finished, warned = True, False
 
     def save():
         if path is not None:
@@ -348,6 +355,9 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
     while tr.step_count < steps:
         tr.step(graph=graph)
         i = tr.step_count
+        if tr.graph_error is not None and not warned:
+            log(f"stacked GAN: no CUDA graph ({tr.graph_error}); going on without one")
+            warned = True
         if i % log_every == 0 or i == steps:
             dl, gl = float(tr.d_loss), float(tr.g_loss)  # a synchronisation, only here
             if not (math.isfinite(dl) and math.isfinite(gl)):
@@ -370,6 +380,7 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
         m.eval()
     return {"models": out, "datasets": datasets, "steps": tr.step_count, "steps_this_call": tr.step_count - start,
             "seconds": seconds, "cpu_seconds": cpu, "device": str(dev), "graph": tr.graph is not None,
+            "graph_error": tr.graph_error,
             "finished": finished}
 
 
