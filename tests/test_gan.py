@@ -11,7 +11,7 @@ import torch
 
 import genlab
 from genlab.errors import ConfigError
-from genlab.models.gans.gan import d_loss_fn, g_loss_fn, gradient_penalty
+from genlab.models.gans.gan import d_loss_fn, ema_decay, g_loss_fn, gradient_penalty
 from genlab.train.engine import TrainConfig, Updater
 
 SMALL = {"g_hidden": [32, 32], "d_hidden": [32, 32], "d_maxout": 3, "g_batchnorm": True, "r1": 0.0, "beta1": 0.8, "ema": 0.0}  # the class defaults, pinned: on ring8 a run would otherwise get the tuned 2-D set-up
@@ -90,6 +90,28 @@ def test_ema_follows_its_formula():
     m.train_step(torch.randn(16, 2), None, upd, 0, 1)
     for e, o, p in zip(m.g_ema.parameters(), old, m.generator.parameters()):
         torch.testing.assert_close(e, 0.9 * o + 0.1 * p)
+
+
+def test_ema_warmup_ramps_the_decay_as_tensorflow_num_updates_does():
+    """With ema_warmup the average follows e <- d_n e + (1 - d_n) p with d_n = min(ema, (1 + n) /
+    (10 + n)) after n generator updates; with d_steps=2, n counts generator updates only."""
+    m = _model(ema=0.95, ema_warmup=True, d_steps=2)
+    upd = Updater(m.make_optimizers(TrainConfig(lr=1e-2)), TrainConfig())
+    e = [p.detach().clone() for p in m.generator.parameters()]
+    decays = []
+    for step in range(12):
+        m.train_step(torch.randn(16, 2), None, upd, step, 12)
+        if (step + 1) % 2 == 0:
+            n = (step + 1) // 2
+            d = min(0.95, (1 + n) / (10 + n))
+            decays.append(d)
+            e = [d * a + (1 - d) * p.detach() for a, p in zip(e, m.generator.parameters())]
+    for a, b in zip(m.g_ema.parameters(), e):
+        torch.testing.assert_close(a, b)
+    assert decays[0] == pytest.approx(2 / 11) and decays[-1] == pytest.approx(7 / 16)  # n = 1 and n = 6
+    # ema_decay: capped at ema, and plain ema without a warm-up
+    assert ema_decay(0.999, 100) == pytest.approx(101 / 110) and ema_decay(0.999, 10**6) == 0.999
+    assert ema_decay(0.999) == 0.999
 
 
 def test_resume_with_two_optimizers_is_exact(tmp_path):

@@ -19,7 +19,8 @@ Losses, with D's output a logit ``a`` (D(x) = sigmoid(a)):
 
 Remedies against collapse: ``pack`` (PacGAN: D judges ``pack`` samples at once), ``mbstd``
 (the standard deviation over the batch as an extra D input), ``spectral_norm`` on D, and an
-exponential moving average of G's weights for sampling (``ema``). ``r1`` adds the zero-centred
+exponential moving average of G's weights for sampling (``ema``; ``ema_warmup`` ramps its decay
+up, so that a short run's average does not keep its first weights). ``r1`` adds the zero-centred
 gradient penalty on real data of Mescheder et al. (2018), ``r1/2 E||grad_x D(x)||^2``, which
 damps the oscillation of the game around its equilibrium; ``r1_every=N`` applies it lazily
 (StyleGAN2), on every N-th discriminator step with weight ``N * r1``. On MNIST it is what
@@ -74,6 +75,7 @@ class GameConfig:
     r1: float = field(0.0, "weight gamma of the zero-centred R1 penalty on real data, gamma/2 E||grad_x D(x)||^2 (Mescheder et al. 2018); 0: off")
     r1_every: int = field(1, "lazy R1 (StyleGAN2, Karras et al. 2020): the penalty on every r1_every-th discriminator step only, weighted r1 * r1_every so that its average pull is unchanged; the double backward it needs then costs 1/r1_every as much")
     ema: float = field(0.0, "decay of an exponential moving average of G's weights used for sampling (e.g. 0.999; 0: off)")
+    ema_warmup: bool = field(False, "ramp the EMA's decay up as min(ema, (1 + n) / (10 + n)) after n generator updates (TensorFlow's ExponentialMovingAverage with num_updates), so that the first, poor weights leave the average quickly; off: the decay is ema from the first update")
 
     def validate(self) -> None:
         if self.d_loss != "bce" and self.g_loss != "nonsaturating":
@@ -132,6 +134,13 @@ def g_loss_fn(kind: str, d_kind: str, a_fake: torch.Tensor) -> torch.Tensor:
     if kind == "ml":
         return -0.5 * torch.exp(a_fake).mean()
     return F.softplus(-a_fake).mean()  # -log sigmoid(a)
+
+
+def ema_decay(ema: float, updates: int | None = None) -> float:
+    """The EMA's decay at a generator update: ``ema``, or with a warm-up (``updates``: the
+    generator updates so far, this one included) min(ema, (1 + n) / (10 + n)), which is 0.18 at
+    the first update, 0.91 at the 100th and reaches 0.999 at about the 9000th."""
+    return ema if updates is None else min(ema, (1 + updates) / (10 + updates))
 
 
 def gradient_penalty(critic, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -390,8 +399,9 @@ class GAN(GenModel):
             logs["g_loss"] = lg.detach()
             if self.g_ema is not None:
                 with torch.no_grad():
+                    decay = ema_decay(c.ema, (step + 1) // c.d_steps if c.ema_warmup else None)
                     for pe, p in zip(self.g_ema.parameters(), self.generator.parameters()):
-                        pe.lerp_(p, 1 - c.ema)
+                        pe.lerp_(p, 1 - decay)
                     for be, b in zip(self.g_ema.buffers(), self.generator.buffers()):
                         be.copy_(b)
         return logs

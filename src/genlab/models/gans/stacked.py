@@ -22,7 +22,7 @@ given the same batches and noise.
 Supported: ``gan`` with any hidden sizes, with or without BatchNorm, maxout or LeakyReLU in D,
 ``pack``, ``d_steps``, every ``g_loss`` and ``d_loss``, separate G/D learning rates, a constant
 learning rate, data whose size is a multiple of the batch. Not supported (a ConfigError names the
-field): ``gp``, ``r1``, ``mbstd``, ``spectral_norm``, ``ema``, learning-rate schedules.
+field): ``gp``, ``r1``, ``mbstd``, ``spectral_norm``, ``ema`` (and ``ema_warmup``), learning-rate schedules.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from torch import nn
 from ...errors import ConfigError
 from .gan import GAN, d_loss_fn, g_loss_fn
 
-UNSUPPORTED = {"gp": 0.0, "r1": 0.0, "mbstd": False, "spectral_norm": False, "ema": 0.0}
+UNSUPPORTED = {"gp": 0.0, "r1": 0.0, "mbstd": False, "spectral_norm": False, "ema": 0.0, "ema_warmup": False}
 BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 WARMUP = 3  # eager steps before a CUDA graph is captured
 
@@ -306,7 +306,7 @@ def build_seed_models(config: dict, data_names: list[str], seeds: list[int]) -> 
 
 def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, steps: int, batch_size: int,
                   lr: float, device: str = "auto", graph: bool = True, state_path: str | Path | None = None,
-                  save_every: int = 20000, log_every: int = 10000, stop_after: float | None = None,
+                  save_every: int = 20000, log_every: int | None = None, stop_after: float | None = None,
                   log=None) -> dict:
     """Train one ``gan`` per (data set, seed) pair (``data_names[i]``, ``seeds[i]``) for ``steps``
     steps, all at once, and return {"models": the K trained GANs on the CPU in eval mode,
@@ -324,6 +324,7 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
     if steps < 1:
         raise ConfigError(f"steps: expected a positive number of steps, got {steps}")
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    log_every = log_every or min(10000, max(1, steps // 20))  # a progress line every 5% at most
     dev = resolve_device(device)
     models, datasets = build_seed_models(config, data_names, seeds)
     n = {len(ds.train) for ds in datasets}
