@@ -18,7 +18,7 @@ from pathlib import Path
 
 NAME = "stacked-mnist"
 DESCRIPTION = "Stacked MNIST (1000 modes), VEEGAN/PacGAN protocol: modes hit and KL to uniform of 26k DCGAN samples (mnist-cnn per channel)"
-SETTINGS = ("steps", "batch", "pack", "ema", "g_width", "d_width", "threads", "seed", "samples", "quality_every", "r1", "r1_every", "lr", "schedule", "device")
+SETTINGS = ("steps", "batch", "pack", "ema", "g_width", "d_width", "threads", "seed", "samples", "quality_every", "quality_samples", "r1", "r1_every", "lr", "schedule", "device")
 
 
 def run(ctx) -> dict:
@@ -36,12 +36,13 @@ def run(ctx) -> dict:
     seed = ctx.param("seed", 0)
     n = ctx.param("samples", 26000, quick=500)
     every = ctx.param("quality_every", 2000, quick=10)
+    probe_n = ctx.param("quality_samples", 2000, quick=200)
     r1, r1_every = ctx.param("r1", 1.0), ctx.param("r1_every", 8)
     lr, schedule = ctx.param("lr", 2e-4), ctx.param("schedule", "constant")
     device = ctx.param("device", "auto")  # auto: the GPU when torch sees one
     sets = {"pack": pack, "ema": ema, "r1": r1, "r1_every": r1_every, "g_width": g_width, "d_width": d_width, "train.threads": threads,
             "train.log_every": 100, "train.checkpoint_every": 0, "train.quality_every": every,
-            "train.device": device, "g_lr": lr, "d_lr": lr, "train.lr": lr, "train.schedule": schedule}  # cosine: down to 0
+            "train.quality_samples": probe_n, "train.device": device, "g_lr": lr, "d_lr": lr, "train.lr": lr, "train.schedule": schedule}  # cosine: down to 0
     if ctx.quick:
         sets["data.limit"] = 2000
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,6 +80,6 @@ def run(ctx) -> dict:
                      f"{'generator EMA ' + str(ema) if ema else 'no EMA'}, batch {batch}, {steps} steps, seed {seed}, "
                      f"{threads} torch thread(s), on {where}. Scored on {n} samples (seed 1): each channel classified by "
                      "the shipped mnist-cnn, mode = 100 r + 10 g + b, modes hit = distinct modes, KL(mode histogram || "
-                     "uniform) in nats. 'best probe' are the weights kept by train.quality_every (a 2000-sample KL probe "
+                     f"uniform) in nats. 'best probe' are the weights kept by train.quality_every (a {probe_n}-sample KL probe "
                      f"every {every} steps), scored on the fresh 26000 samples"),
     }

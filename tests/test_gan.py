@@ -180,6 +180,17 @@ def test_quality_checks_keep_the_best_weights_and_leave_the_resume_exact(tmp_pat
         assert torch.equal(a, b)  # the checks sample under a forked RNG
 
 
+def test_quality_samples_sets_the_size_of_each_check(tmp_path):
+    kw = dict(steps=20, batch_size=50, set={**SMALL, "data.limit": 1000, "train.quality_every": 10})
+    default = genlab.train("gan", "ring8", out=tmp_path / "a", **kw)
+    assert {r["n_samples"] for r in default.metrics() if r.get("split") == "quality"} == {2500}  # PacGAN's count
+    more = genlab.train("gan", "ring8", out=tmp_path / "b", **{**kw, "set": {**kw["set"], "train.quality_samples": 300}})
+    q = [r for r in more.metrics() if r.get("split") == "quality"]
+    assert [r["n_samples"] for r in q] == [300, 300]
+    with pytest.raises(ConfigError, match="quality_samples: expected 0"):
+        genlab.train("gan", "ring8", out=tmp_path / "c", **{**kw, "set": {**kw["set"], "train.quality_samples": -5}})
+
+
 def test_a_collapse_is_logged_as_a_warning(tmp_path, capsys):
     from genlab.data import DataConfig, load_data
     from genlab.train.engine import fit

@@ -259,9 +259,10 @@ def stacked_metrics(model, data_name: str, n: int = 26000, seed: int = 0, extrac
             "channel_kl": r["channel_kl"], "n_samples": n, "extractor": "mnist-cnn"}
 
 
-def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
+def quality_probe(model, data: Dataset, data_name: str, n: int | None = None):
     """The periodic sample-quality check of a generative run, or None where genlab has none:
-    mode coverage on ring8/grid25 (score: reverse KL; collapse: fewer than half the modes), on
+    mode coverage of ``n`` samples (default 2500, PacGAN's count) on ring8/grid25 (score:
+    reverse KL; collapse: fewer than half the modes), and with ``n`` samples (default 2000) on
     stacked-mnist (score: KL to uniform; collapse: fewer than half the modes a uniform generator
     would hit) and,
     on mnist/fashion-mnist, FID of ``n`` samples against ``n`` test images with the shipped
@@ -271,11 +272,14 @@ def quality_probe(model, data: Dataset, data_name: str, n: int = 2000):
     if not getattr(model, "generative", False):
         return None
     if data_name in MIXTURES:
+        n_mix = n or 2500
+
         def probe(m):
-            r = mixture_metrics(m, data_name, 2500)
+            r = mixture_metrics(m, data_name, n_mix)
             return {**r, "score": r["reverse_kl"], "score_name": "reverse_kl",
                     "collapse": (f"{r['modes']} of {r['num_modes']} modes" if r["modes"] < r["num_modes"] / 2 else None)}
         return probe
+    n = n or 2000
     if data_name == "stacked-mnist":
         from .metrics.extractors import get_extractor
 
@@ -581,7 +585,7 @@ def train(model: str | None = None, data: str | None = None, *, out: str | Path 
             # building the probe's classifier initialises layers: keep that off training's RNG, so a
             # run with quality checks takes the same steps as one without
             with torch.random.fork_rng(devices=[]):
-                quality = quality_probe(m, ds, data_cfg.name)
+                quality = quality_probe(m, ds, data_cfg.name, train_cfg.quality_samples or None)
         summary = fit(m, ds, train_cfg, run_dir, resume=resume, progress=progress,
                       on_epoch_end=write_progress_grids(run_dir, ds), quality=quality)
     if evaluate_at_end and dist.is_main():
