@@ -29,7 +29,7 @@ Two engines for the paper arm (``--set engine=...``):
   tensors (``genlab.models.gans.stacked``: the same networks, initial weights, data order and
   updates, each model exactly its own; only the noise stream differs), on ``device`` (auto: CUDA
   when there is one, where each step is replayed as a CUDA graph). ``state=DIR`` keeps a
-  resumable state there and ``stop_after=MINUTES`` stops at the next save after that long, so
+  resumable state there and ``stop_after=MINUTES`` saves and stops within 1000 steps after that long, so
   the 400000-step protocol can be split over several calls of the same command. On this 2-core
   CPU stacking gains little (20 models on 2 threads: 15.3 ms per model-step, about what two
   one-thread ``runs`` workers give); it is meant for a GPU, where a step of one small model
@@ -75,7 +75,7 @@ def _one(job: dict) -> dict:
             "cpu_minutes": (time.process_time() - t0) / 60}
 
 
-def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_after: float) -> dict:
+def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_after: float | None) -> dict:
     """The paper arm's jobs of one packing, trained at once by the stacked trainer, scored as
     ``genlab.train`` scores a run (``mixture_metrics``: 2500 samples of sample seed 0)."""
     import torch
@@ -90,7 +90,7 @@ def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_a
         path.parent.mkdir(parents=True, exist_ok=True)
     out = train_stacked({**PACGAN_MODEL, "pack": pack}, [j["data"] for j in group], [j["seed"] for j in group],
                         steps=steps, batch_size=PACGAN_TRAIN["train.batch_size"], lr=PACGAN_TRAIN["train.lr"],
-                        device=device, state_path=path, stop_after=stop_after * 60 if stop_after else None,
+                        device=device, state_path=path, stop_after=None if stop_after is None else stop_after * 60,
                         log=ctx.log)
     k = len(group)
     results = []
@@ -132,6 +132,10 @@ def run(ctx) -> dict:
         from genlab.errors import GenlabError
 
         raise GenlabError(f"--set engine: unknown engine {engine!r}; expected runs or stacked")
+    if stop_after and not (engine == "stacked" and state):
+        from genlab.errors import GenlabError
+
+        raise GenlabError("--set stop_after: needs engine=stacked and state=DIR, where the run's state is kept for the next call")
     unknown = sorted(set(arms) - {"paper", "tuned"})
     if unknown:
         from genlab.errors import GenlabError
@@ -148,13 +152,15 @@ def run(ctx) -> dict:
             if j["arm"] == "paper":
                 j["epochs"] = 1
     stacked_runs = {}
+    t_start = time.perf_counter()
     if engine == "stacked":
         paper = [j for j in jobs if j["arm"] == "paper"]
         jobs = [j for j in jobs if j["arm"] != "paper"]
         for p in dict.fromkeys(j["pack"] for j in paper):
             group = [j for j in paper if j["pack"] == p]
             steps_p = 100 if ctx.quick else group[0]["epochs"] * 1000
-            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, stop_after)
+            left = max(stop_after - (time.perf_counter() - t_start) / 60, 0.0) if stop_after else 0  # minutes, over all packings
+            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, left if stop_after else None)
         if not all(r["finished"] for r in stacked_runs.values()):
             done = {p: r["steps"] for p, r in stacked_runs.items()}
             return {"finished": False, "steps_done": done, "state": state,

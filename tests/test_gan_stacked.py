@@ -161,3 +161,12 @@ def test_gan_mixtures_runs_its_paper_arm_on_the_stacked_engine_and_scores_as_gen
     assert row["per_seed"][0]["reverse_kl"] == pytest.approx(ev["reverse_kl"])
     with pytest.raises(GenlabError, match="engine: unknown engine 'fast'"):
         run_benchmark("gan-mixtures", quick=True, echo=False, params={"engine": "fast"})
+    with pytest.raises(GenlabError, match="stop_after: needs engine=stacked and state=DIR"):
+        run_benchmark("gan-mixtures", quick=True, echo=False, params={"engine": "stacked", "stop_after": 5})
+
+
+def test_stop_after_stops_within_1000_steps_of_the_time_whatever_save_every_is(tmp_path):
+    out = train_stacked(SMALL, ["ring8"], [0], steps=2500, batch_size=100, lr=1e-3, device="cpu", log=lambda m: None,
+                        state_path=tmp_path / "s.pt", save_every=10**6, stop_after=0)
+    assert out["steps"] == 1000 and not out["finished"]
+    assert torch.load(tmp_path / "s.pt", weights_only=False)["trainer"]["step"] == 1000

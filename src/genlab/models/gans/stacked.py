@@ -314,8 +314,8 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
 
     ``state_path``: a file that holds the run's state every ``save_every`` steps and at the end
     (written atomically); if it exists the run goes on from it, so a long run can be split over
-    several processes (``stop_after`` seconds: stop at the next save after that long, with
-    ``"finished": False``)."""
+    several processes (``stop_after`` seconds: save and stop within 1000 steps after that long,
+    with ``"finished": False``)."""
     from ...io import atomic_save_torch
     from ...train.engine import resolve_device
 
@@ -367,9 +367,10 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
             rate = (i - start) / el
             log(f"stacked GAN: step {i}/{steps} ({stack.k} models): d_loss {dl:.4f} g_loss {gl:.4f}, "
                 f"{1e3 / rate:.3f} ms/step, {(steps - i) / rate / 60:.1f} min left")
-        if path is not None and (i % save_every == 0 or i == steps):
+        over = stop_after is not None and i < steps and time.perf_counter() - t0 > stop_after
+        if path is not None and (i % save_every == 0 or i == steps or (over and i % 1000 == 0)):
             save()
-            if stop_after is not None and time.perf_counter() - t0 > stop_after and i < steps:
+            if over:  # at most 1000 steps after stop_after, whatever save_every is
                 finished = False
                 break
     if dev.type == "cuda":
