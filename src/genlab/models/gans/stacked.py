@@ -12,8 +12,8 @@ noise, both updates) is then captured once as a CUDA graph and replayed.
 Nothing is approximated. Each model's loss is its own batch mean and the stacked loss is their
 sum, so every model gets exactly its own gradient; Adam is elementwise, so one Adam over the
 stacked tensors is K independent Adams; BatchNorm normalises each model's batch with its own
-statistics and updates its own running statistics (momentum 0.1, unbiased running variance, as
-``nn.BatchNorm1d``). Initial weights come from ``genlab.train``'s own construction (seed, then
+statistics and updates its own running statistics (the modules' momentum and eps, unbiased
+running variance, as ``nn.BatchNorm1d``). Initial weights come from ``genlab.train``'s own construction (seed, then
 ``build_model``) and each model walks its data in ``genlab.train``'s epoch order for its seed.
 Only the noise differs: it is drawn for all K models from one stream, not from each seed's.
 ``tests/test_gan_stacked.py`` checks a stacked step against K separate ``GAN.train_step`` calls
@@ -39,13 +39,22 @@ from ...errors import ConfigError
 from .gan import GAN, d_loss_fn, g_loss_fn
 
 UNSUPPORTED = {"gp": 0.0, "r1": 0.0, "mbstd": False, "spectral_norm": False, "ema": 0.0, "ema_warmup": False}
-BN_MOMENTUM, BN_EPS = 0.1, 1e-5
 WARMUP = 3  # eager steps before a CUDA graph is captured
 
 
 def _linears(seq: nn.Module) -> list[nn.Linear]:
     """The linear layers of a ``gan`` network in order (a Maxout's own linear map included)."""
     return [m for m in seq.modules() if isinstance(m, nn.Linear)]
+
+
+def _batchnorms(seq: nn.Module) -> list[nn.BatchNorm1d]:
+    return [m for m in seq.modules() if isinstance(m, nn.BatchNorm1d)]
+
+
+def _stack(ts, param: bool = True):
+    """(K, ...) from K tensors: a parameter (trained) or a buffer."""
+    t = torch.stack([t.detach() for t in ts]).contiguous()
+    return nn.Parameter(t) if param else t
 
 
 class StackedGAN(nn.Module):
@@ -71,22 +80,22 @@ class StackedGAN(nn.Module):
         self.sigmoid = bool(m0.unit_range and m0.dim > 2)  # GAN._out
         self.maxout = c.d_maxout if c.d_maxout > 1 else 0
         self.bn = bool(c.g_batchnorm)
-        stack_w = lambda ls: nn.Parameter(torch.stack([l.weight.detach().t() for l in ls]).contiguous())  # noqa: E731
-        stack_b = lambda ls: nn.Parameter(torch.stack([l.bias.detach()[None] for l in ls]).contiguous())  # noqa: E731
-        g_lin = [_linears(m.generator) for m in models]
-        d_lin = [_linears(m.discriminator) for m in models]
-        self.g_w = nn.ParameterList([stack_w([g[i] for g in g_lin]) for i in range(len(g_lin[0]))])
-        self.g_b = nn.ParameterList([stack_b([g[i] for g in g_lin]) for i in range(len(g_lin[0]))])
-        self.d_w = nn.ParameterList([stack_w([d[i] for d in d_lin]) for i in range(len(d_lin[0]))])
-        self.d_b = nn.ParameterList([stack_b([d[i] for d in d_lin]) for i in range(len(d_lin[0]))])
+        # layer i of every model, side by side (zip(*...)): weights as (K, in, out), vectors (K, 1, n)
+        g_lin = list(zip(*(_linears(m.generator) for m in models)))
+        d_lin = list(zip(*(_linears(m.discriminator) for m in models)))
+        self.g_w = nn.ParameterList([_stack(l.weight.t() for l in ls) for ls in g_lin])
+        self.g_b = nn.ParameterList([_stack(l.bias[None] for l in ls) for ls in g_lin])
+        self.d_w = nn.ParameterList([_stack(l.weight.t() for l in ls) for ls in d_lin])
+        self.d_b = nn.ParameterList([_stack(l.bias[None] for l in ls) for ls in d_lin])
         self.bn_w, self.bn_b = nn.ParameterList(), nn.ParameterList()
         if self.bn:
-            bns = [[b for b in m.generator.modules() if isinstance(b, nn.BatchNorm1d)] for m in models]
-            for i in range(len(bns[0])):
-                self.bn_w.append(nn.Parameter(torch.stack([b[i].weight.detach()[None] for b in bns]).contiguous()))
-                self.bn_b.append(nn.Parameter(torch.stack([b[i].bias.detach()[None] for b in bns]).contiguous()))
-                self.register_buffer(f"bn_mean{i}", torch.stack([b[i].running_mean[None] for b in bns]).contiguous())
-                self.register_buffer(f"bn_var{i}", torch.stack([b[i].running_var[None] for b in bns]).contiguous())
+            bns = list(zip(*(_batchnorms(m.generator) for m in models)))
+            self.bn_momentum, self.bn_eps = bns[0][0].momentum, bns[0][0].eps  # nn.BatchNorm1d's, not copies
+            for i, ms in enumerate(bns):
+                self.bn_w.append(_stack(b.weight[None] for b in ms))
+                self.bn_b.append(_stack(b.bias[None] for b in ms))
+                self.register_buffer(f"bn_mean{i}", _stack((b.running_mean[None] for b in ms), param=False))
+                self.register_buffer(f"bn_var{i}", _stack((b.running_var[None] for b in ms), param=False))
             self.register_buffer("bn_batches", torch.zeros((), dtype=torch.long))
 
     def g_params(self) -> list[nn.Parameter]:
@@ -96,18 +105,20 @@ class StackedGAN(nn.Module):
         return [*self.d_w, *self.d_b]
 
     # --- the K networks ----------------------------------------------------------------------
+    @staticmethod
+    def _mlp(h: torch.Tensor, ws, bs, hidden) -> torch.Tensor:
+        """The K networks' linear layers as batched products, ``hidden(h, i)`` after each but the last."""
+        last = len(ws) - 1
+        for i, (w, b) in enumerate(zip(ws, bs)):
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                h = hidden(h, i)
+        return h
+
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """(K, B, latent) noise -> (K, B, dim) samples, each model on its own slice; in training
         mode BatchNorm uses each model's batch statistics and updates its running ones."""
-        h = z
-        last = len(self.g_w) - 1
-        for i, (w, b) in enumerate(zip(self.g_w, self.g_b)):
-            h = torch.baddbmm(b, h, w)
-            if i == last:
-                break
-            if self.bn:
-                h = self._batchnorm(h, i)
-            h = F.relu(h)
+        h = self._mlp(z, self.g_w, self.g_b, lambda h, i: F.relu(self._batchnorm(h, i) if self.bn else h))
         return torch.sigmoid(h) if self.sigmoid else h
 
     def _batchnorm(self, h: torch.Tensor, i: int) -> torch.Tensor:
@@ -118,11 +129,11 @@ class StackedGAN(nn.Module):
             d = h - mean
             var = (d * d).mean(1, keepdim=True)
             with torch.no_grad():  # nn.BatchNorm1d: the running variance takes the unbiased estimate
-                rm.lerp_(mean, BN_MOMENTUM)
-                rv.lerp_(var * (n / max(n - 1, 1)), BN_MOMENTUM)
+                rm.lerp_(mean, self.bn_momentum)
+                rv.lerp_(var * (n / max(n - 1, 1)), self.bn_momentum)
         else:
             d, var = h - rm, rv
-        return d * torch.rsqrt(var + BN_EPS) * self.bn_w[i] + self.bn_b[i]
+        return d * torch.rsqrt(var + self.bn_eps) * self.bn_w[i] + self.bn_b[i]
 
     def critic(self, x: torch.Tensor) -> torch.Tensor:
         """(K, B, dim) -> (K, B // pack) logits: D judges ``pack`` consecutive samples at once (a
@@ -130,16 +141,11 @@ class StackedGAN(nn.Module):
         k, n, d = x.shape
         p = self.config.pack
         h = x[:, : (n // p) * p].reshape(k, n // p, d * p)
-        last = len(self.d_w) - 1
-        for i, (w, b) in enumerate(zip(self.d_w, self.d_b)):
-            h = torch.baddbmm(b, h, w)
-            if i == last:
-                break
-            if self.maxout:
-                h = h.view(k, h.shape[1], -1, self.maxout).max(-1).values
-            else:
-                h = F.leaky_relu(h, 0.2)
-        return h.squeeze(-1)
+        if self.maxout:
+            hidden = lambda h, i: h.view(k, h.shape[1], -1, self.maxout).max(-1).values  # noqa: E731
+        else:
+            hidden = lambda h, i: F.leaky_relu(h, 0.2)  # noqa: E731
+        return self._mlp(h, self.d_w, self.d_b, hidden).squeeze(-1)
 
     # --- back into K models -----------------------------------------------------------------
     @torch.no_grad()
@@ -154,7 +160,7 @@ class StackedGAN(nn.Module):
                     lin.weight.copy_(w[j].t())
                     lin.bias.copy_(b[j, 0])
             if self.bn:
-                for i, bn in enumerate(b for b in m.generator.modules() if isinstance(b, nn.BatchNorm1d)):
+                for i, bn in enumerate(_batchnorms(m.generator)):
                     bn.weight.copy_(self.bn_w[i][j, 0])
                     bn.bias.copy_(self.bn_b[i][j, 0])
                     bn.running_mean.copy_(getattr(self, f"bn_mean{i}")[j, 0])
