@@ -128,18 +128,14 @@ def run(ctx) -> dict:
     device = ctx.param("device", "auto")
     state = ctx.param("state", "")
     stop_after = ctx.param("stop_after", 0)
-    if engine not in ("runs", "stacked"):
-        from genlab.errors import GenlabError
+    from genlab.errors import GenlabError
 
+    if engine not in ("runs", "stacked"):
         raise GenlabError(f"--set engine: unknown engine {engine!r}; expected runs or stacked")
     if stop_after and not (engine == "stacked" and state):
-        from genlab.errors import GenlabError
-
         raise GenlabError("--set stop_after: needs engine=stacked and state=DIR, where the run's state is kept for the next call")
     unknown = sorted(set(arms) - {"paper", "tuned"})
     if unknown:
-        from genlab.errors import GenlabError
-
         raise GenlabError(f"--set arms: unknown arm {unknown[0]!r}; expected paper and/or tuned")
     jobs = []
     for d in datasets:
@@ -159,8 +155,9 @@ def run(ctx) -> dict:
         for p in dict.fromkeys(j["pack"] for j in paper):
             group = [j for j in paper if j["pack"] == p]
             steps_p = 100 if ctx.quick else group[0]["epochs"] * 1000
-            left = max(stop_after - (time.perf_counter() - t_start) / 60, 0.0) if stop_after else 0  # minutes, over all packings
-            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, left if stop_after else None)
+            # stop_after counts over all packings: each gets the minutes the ones before left
+            left = max(stop_after - (time.perf_counter() - t_start) / 60, 0.0) if stop_after else None
+            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, left)
         if not all(r["finished"] for r in stacked_runs.values()):
             done = {p: r["steps"] for p, r in stacked_runs.items()}
             return {"finished": False, "steps_done": done, "state": state,
