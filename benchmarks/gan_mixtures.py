@@ -45,7 +45,8 @@ from pathlib import Path
 
 NAME = "gan-mixtures"
 DESCRIPTION = "PacGAN protocol on ring8 and grid25: modes, high-quality share, reverse KL for the paper's GAN and PacGAN4 and for genlab's tuned defaults, over seeds"
-SETTINGS = ("arms", "epochs", "steps", "seeds", "packs", "datasets", "workers", "engine", "device", "state", "stop_after")
+SETTINGS = ("arms", "epochs", "steps", "seeds", "packs", "datasets", "workers", "engine", "device", "state", "stop_after",
+            "curve_every")
 PAPER = {("ring8", 1): (6.3, None, 0.45), ("grid25", 1): (17.3, 94.8, 0.70), ("grid25", 4): (24.8, 93.6, 0.04)}
 # the issue's targets for genlab's best configuration: (modes at least, HQ % at least, rev-KL at most)
 TARGETS = {"ring8": (8, None, 0.05), "grid25": (24.8, 95.0, 0.04)}
@@ -75,9 +76,11 @@ def _one(job: dict) -> dict:
             "cpu_minutes": (time.process_time() - t0) / 60}
 
 
-def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_after: float | None) -> dict:
+def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_after: float | None,
+             curve_every: int = 0) -> dict:
     """The paper arm's jobs of one packing, trained at once by the stacked trainer, scored as
-    ``genlab.train`` scores a run (``mixture_metrics``: 2500 samples of sample seed 0)."""
+    ``genlab.train`` scores a run (``mixture_metrics``: 2500 samples of sample seed 0), and
+    every ``curve_every`` steps by the same protocol (the training curve)."""
     import torch
 
     from genlab.models.gans.gan import PACGAN_MODEL, PACGAN_TRAIN
@@ -91,17 +94,42 @@ def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_a
     out = train_stacked({**PACGAN_MODEL, "pack": pack}, [j["data"] for j in group], [j["seed"] for j in group],
                         steps=steps, batch_size=PACGAN_TRAIN["train.batch_size"], lr=PACGAN_TRAIN["train.lr"],
                         device=device, state_path=path, stop_after=None if stop_after is None else stop_after * 60,
-                        log=ctx.log)
+                        eval_every=curve_every, log=ctx.log,
+                        evaluate=lambda models, step: [{key: mixture_metrics(m, j["data"])[key] for key in ("modes", "high_quality", "reverse_kl")}
+                                                       for m, j in zip(models, group)])
     k = len(group)
     results = []
+    keys = ("modes", "high_quality", "reverse_kl")
     for j, m in zip(group, out["models"]):
         ev = mixture_metrics(m, j["data"])
         pts = m.sample(2500, generator=torch.Generator().manual_seed(0)).reshape(2500, -1).tolist() if j["seed"] == 0 else None
-        results.append({**j, **{key: ev[key] for key in ("modes", "high_quality", "reverse_kl")}, "steps_run": out["steps"],
+        results.append({**j, **{key: ev[key] for key in keys}, "steps_run": out["steps"],
                         "points": pts, "cpu_minutes": out["cpu_seconds"] / 60 / k})
     return {"results": results, "finished": out["finished"], "steps": out["steps"], "models": k, "device": out["device"],
             "graph": out["graph"], "graph_error": out["graph_error"], "wall_minutes": out["seconds"] / 60, "wall_minutes_per_seed": out["seconds"] / 60 / k,
-            "cpu_minutes": out["cpu_seconds"] / 60, "steps_this_call": out["steps_this_call"]}
+            "cpu_minutes": out["cpu_seconds"] / 60, "steps_this_call": out["steps_this_call"],
+            "curve": _curve(group, out["history"])}
+
+
+def _curve(group: list[dict], history: list[dict]) -> dict:
+    """The training curve of one packing: for each data set, each evaluated step's mean and std
+    over seeds of modes, high quality (%) and reverse KL, and the per-seed values."""
+    import numpy as np
+
+    curve = {}
+    for d in dict.fromkeys(j["data"] for j in group):
+        idx = [i for i, j in enumerate(group) if j["data"] == d]
+        rows = []
+        for h in history:
+            v = [h["value"][i] for i in idx]
+            modes = np.array([x["modes"] for x in v], float)
+            hq = 100 * np.array([x["high_quality"] for x in v])
+            kl = np.array([x["reverse_kl"] for x in v])
+            rows.append({"step": h["step"], "modes": [float(modes.mean()), float(modes.std())],
+                         "high_quality_pct": [float(hq.mean()), float(hq.std())],
+                         "reverse_kl": [float(kl.mean()), float(kl.std())], "per_seed_modes": modes.tolist()})
+        curve[d] = rows
+    return curve
 
 
 def _meets(d: str, modes, hq, kl) -> dict:
@@ -128,10 +156,15 @@ def run(ctx) -> dict:
     device = ctx.param("device", "auto")
     state = ctx.param("state", "")
     stop_after = ctx.param("stop_after", 0)
+    curve_every = ctx.param("curve_every", 0, quick=50 if engine == "stacked" else 0)
     from genlab.errors import GenlabError
 
     if engine not in ("runs", "stacked"):
         raise GenlabError(f"--set engine: unknown engine {engine!r}; expected runs or stacked")
+    if curve_every and engine != "stacked":
+        raise GenlabError("--set curve_every: needs engine=stacked, which scores the paper arm's models along the way")
+    if curve_every < 0:
+        raise GenlabError(f"--set curve_every: expected a number of steps >= 0, got {curve_every}")
     if stop_after and not (engine == "stacked" and state):
         raise GenlabError("--set stop_after: needs engine=stacked and state=DIR, where the run's state is kept for the next call")
     unknown = sorted(set(arms) - {"paper", "tuned"})
@@ -157,10 +190,11 @@ def run(ctx) -> dict:
             steps_p = 100 if ctx.quick else group[0]["epochs"] * 1000
             # stop_after counts over all packings: each gets the minutes the ones before left
             left = max(stop_after - (time.perf_counter() - t_start) / 60, 0.0) if stop_after else None
-            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, left)
+            stacked_runs[p] = _stacked(ctx, group, steps_p, device, state, left, curve_every)
         if not all(r["finished"] for r in stacked_runs.values()):
             done = {p: r["steps"] for p, r in stacked_runs.items()}
             return {"finished": False, "steps_done": done, "state": state,
+                    "curve": {p: r["curve"] for p, r in stacked_runs.items()},
                     "protocol": f"stopped after stop_after={stop_after} min at steps {done} (by packing); the state is in "
                                 f"{state}: run the same command again to go on"}
     with ProcessPoolExecutor(max_workers=workers) as pool:
@@ -206,8 +240,11 @@ def run(ctx) -> dict:
     where = device_name()  # what genlab.train's default device gave each job
     from genlab.models.gans.gan import MIXTURE_MODEL_DEFAULTS as tm, MIXTURE_TRAIN_DEFAULTS as tt
     fig = _plot(ctx, results, datasets)
+    curves = {p: r["curve"] for p, r in stacked_runs.items() if any(r["curve"].values())}
+    curve_fig = _plot_curve(ctx, curves) if curves else None
     return {
         "results": summary, "device": where if engine == "runs" else device_name(device), "engine": engine, "arms": arms, "epochs": epochs, "seeds": seeds, "table": rows, "figure": fig,
+        **({"curve": curves, "curve_figure": curve_fig} if curves else {}),
         "protocol": (f"{', '.join(datasets)} (100000 training points, the mixtures of VEEGAN/PacGAN); seeds 0..{seeds - 1}; "
                      "2500 samples scored per seed (high quality: within 3 std of the nearest mean; a mode is captured "
                      "by one high-quality sample; reverse KL of the high-quality mode histogram to uniform); mean +- std "
@@ -227,6 +264,40 @@ def run(ctx) -> dict:
                         f"once on {device_name(device)} (CUDA graph: {', '.join(str(r['graph']) for r in stacked_runs.values())}); "
                         "wall minutes per seed are the run's wall time over its models" if engine == "stacked" else "")),
     }
+
+
+def _plot_curve(ctx, curves: dict) -> str | None:
+    """Modes, high quality and reverse KL against training steps (mean +- std over seeds), one
+    line per data set and packing, the paper's 400000-step figures dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if ctx.quick:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for (key, label, idx), ax in zip((("modes", "modes captured", 0), ("high_quality_pct", "high quality (%)", 1),
+                                      ("reverse_kl", "reverse KL to uniform", 2)), axes):
+        for p, by_data in curves.items():
+            for d, rows in by_data.items():
+                steps = np.array([r["step"] for r in rows])
+                m = np.array([r[key][0] for r in rows])
+                s = np.array([r[key][1] for r in rows])
+                name = f"{d}, {'GAN' if p == 1 else f'PacGAN{p}'}"
+                line, = ax.plot(steps, m, marker="o", ms=3, label=f"{name} ({len(rows[0]['per_seed_modes'])} seeds)")
+                ax.fill_between(steps, m - s, m + s, color=line.get_color(), alpha=0.2)
+                ref = PAPER.get((d, p))
+                if ref is not None and ref[idx] is not None:
+                    ax.axhline(ref[idx], color=line.get_color(), ls="--", lw=1)
+        ax.set_xlabel("training steps")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("PacGAN set-up, mean +- std over seeds; dashed: the paper's figure after 400000 steps", fontsize=9)
+    fig.tight_layout()
+    return ctx.plot("gan-mixtures-paper-curve.png", fig)
 
 
 def _layers(hidden: list[int]) -> str:

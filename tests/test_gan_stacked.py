@@ -130,6 +130,36 @@ def test_train_stacked_resumes_from_its_state_file_exactly(tmp_path):
     assert x.shape == (10, 2) and torch.isfinite(x).all()
 
 
+def test_train_stacked_evaluates_along_the_way_without_changing_the_run(tmp_path):
+    from genlab.run import mixture_metrics
+
+    kw = dict(batch_size=100, lr=1e-3, device="cpu", log_every=20, log=lambda msg: None)
+    data, seeds = ["ring8", "grid25"], [0, 1]
+
+    def evaluate(models, step):
+        return [mixture_metrics(m, d, n=500) for m, d in zip(models, data)]
+
+    plain = train_stacked(SMALL, data, seeds, steps=40, **kw)
+    short = train_stacked(SMALL, data, seeds, steps=20, **kw)  # the reference for step 20
+    state = tmp_path / "state.pt"
+    first = train_stacked(SMALL, data, seeds, steps=40, state_path=state, save_every=20, stop_after=0, eval_every=10,
+                          evaluate=evaluate, **kw)
+    assert [h["step"] for h in first["history"]] == [0, 10, 20]
+    second = train_stacked(SMALL, data, seeds, steps=40, state_path=state, eval_every=10, evaluate=evaluate, **kw)
+    assert [h["step"] for h in second["history"]] == [0, 10, 20, 30, 40], "the history goes on over a resume"
+    # evaluating draws nothing from the training's random streams: the same weights as without it
+    for a, b in zip(plain["models"], second["models"]):
+        sa, sb = _state(a), _state(b)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # each entry scores the models as they were at that step
+    at = {h["step"]: h["value"] for h in second["history"]}
+    assert at[20] == [mixture_metrics(m, d, n=500) for m, d in zip(short["models"], data)]
+    assert at[40] == [mixture_metrics(m, d, n=500) for m, d in zip(plain["models"], data)]
+    assert at[0] != at[40]
+    with pytest.raises(ConfigError, match="eval_every"):
+        train_stacked(SMALL, data, seeds, steps=40, eval_every=10, **kw)
+
+
 @pytest.mark.parametrize("change, field", [({"r1": 1.0}, "r1"), ({"ema": 0.999}, "ema"), ({"mbstd": True}, "mbstd")])
 def test_unsupported_fields_are_named(change, field):
     models, _ = build_seed_models({**SMALL, **change}, ["ring8"], [0])
@@ -159,6 +189,12 @@ def test_gan_mixtures_runs_its_paper_arm_on_the_stacked_engine_and_scores_as_gen
     assert row["per_seed"][0]["modes"] == ev["modes"]
     assert row["per_seed"][0]["high_quality"] == pytest.approx(ev["high_quality"])
     assert row["per_seed"][0]["reverse_kl"] == pytest.approx(ev["reverse_kl"])
+    # the training curve (every 50 steps in a quick run) ends at the scored models
+    curve = res["curve"][1]["ring8"]
+    assert [c["step"] for c in curve] == [0, 50, 100]
+    assert curve[-1]["modes"][0] == ev["modes"] and curve[-1]["reverse_kl"][0] == pytest.approx(ev["reverse_kl"])
+    with pytest.raises(GenlabError, match="curve_every: needs engine=stacked"):
+        run_benchmark("gan-mixtures", quick=True, echo=False, params={"curve_every": 10})
     with pytest.raises(GenlabError, match="engine: unknown engine 'fast'"):
         run_benchmark("gan-mixtures", quick=True, echo=False, params={"engine": "fast"})
     with pytest.raises(GenlabError, match="stop_after: needs engine=stacked and state=DIR"):

@@ -26,6 +26,7 @@ field): ``gp``, ``r1``, ``mbstd``, ``spectral_norm``, ``ema`` (and ``ema_warmup`
 """
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -313,7 +314,7 @@ def build_seed_models(config: dict, data_names: list[str], seeds: list[int]) -> 
 def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, steps: int, batch_size: int,
                   lr: float, device: str = "auto", graph: bool = True, state_path: str | Path | None = None,
                   save_every: int = 20000, log_every: int | None = None, stop_after: float | None = None,
-                  log=None) -> dict:
+                  eval_every: int = 0, evaluate=None, log=None) -> dict:
     """Train one ``gan`` per (data set, seed) pair (``data_names[i]``, ``seeds[i]``) for ``steps``
     steps, all at once, and return {"models": the K trained GANs on the CPU in eval mode,
     "steps": steps done, "seconds": wall time, "cpu_seconds": process CPU time, "device": ...}.
@@ -321,10 +322,17 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
     ``state_path``: a file that holds the run's state every ``save_every`` steps and at the end
     (written atomically); if it exists the run goes on from it, so a long run can be split over
     several processes (``stop_after`` seconds: save and stop within 1000 steps after that long,
-    with ``"finished": False``)."""
+    with ``"finished": False``).
+
+    ``evaluate(models, step)``, called every ``eval_every`` steps and at the end with the K models
+    as they are at that step (CPU copies in eval mode), returns anything JSON-like; the returned
+    ``"history"`` is the list of ``{"step": ..., "value": ...}`` over the whole run, resumed runs
+    included (it is kept in the state file)."""
     from ...io import atomic_save_torch
     from ...train.engine import resolve_device
 
+    if eval_every < 0 or (eval_every and evaluate is None):
+        raise ConfigError(f"eval_every: expected 0, or a positive step count with an evaluate function; got {eval_every}")
     if len(data_names) != len(seeds):
         raise ConfigError(f"stacked GAN: {len(data_names)} data sets for {len(seeds)} seeds; expected one per seed")
     if steps < 1:
@@ -339,25 +347,44 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
     for ds in datasets:
         if getattr(ds, "binarize", None) == "dynamic":
             raise ConfigError(f"data.binarize: dynamic binarisation is not supported by the stacked trainer ({ds.name})")
+    # K CPU models the evaluation sees: copies, so that no RNG is drawn from during the run
+    snapshot = copy.deepcopy(models) if evaluate is not None else None
     data = torch.stack([ds.as_float(ds.train.x).flatten(1) for ds in datasets]).to(dev)
     stack = StackedGAN(models).to(dev).train()
     tr = StackedTrainer(stack, data, seeds, batch_size, lr)
     path = Path(state_path) if state_path else None
+    history = []
     if path is not None and path.is_file():
         st = torch.load(path, map_location=dev, weights_only=False)
         if st.get("key") != _key(config, data_names, seeds, batch_size, lr):
             raise ConfigError(f"state_path: {path} holds another run (other config, data, seeds, batch or lr); remove it or choose another path")
         tr.load(st["trainer"])
+        history = list(st.get("history", []))
         log(f"stacked GAN: resumed {path} at step {tr.step_count}")
     if tr.step_count == 0:  # the noise stream (a resumed run restores it)
         torch.manual_seed(1_000_003 + sum(seeds))
+
+    def evaluate_now(i: int) -> None:
+        if evaluate is None or (history and history[-1]["step"] == i):
+            return
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        for m in stack.write_back(snapshot):
+            m.eval()
+        # the training's noise stream goes on as if nothing had been evaluated
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            history.append({"step": i, "value": evaluate(snapshot, i)})
+
+    if tr.step_count == 0 and eval_every:
+        evaluate_now(0)
     t0, c0 = time.perf_counter(), time.process_time()
     start = tr.step_count
     finished, warned = True, False
 
     def save():
         if path is not None:
-            atomic_save_torch(path, {"key": _key(config, data_names, seeds, batch_size, lr), "trainer": tr.state()})
+            atomic_save_torch(path, {"key": _key(config, data_names, seeds, batch_size, lr), "trainer": tr.state(),
+                                     "history": history})
 
     while tr.step_count < steps:
         tr.step(graph=graph)
@@ -373,6 +400,8 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
             rate = (i - start) / el
             log(f"stacked GAN: step {i}/{steps} ({stack.k} models): d_loss {dl:.4f} g_loss {gl:.4f}, "
                 f"{1e3 / rate:.3f} ms/step, {(steps - i) / rate / 60:.1f} min left")
+        if eval_every and (i % eval_every == 0 or i == steps):
+            evaluate_now(i)
         over = stop_after is not None and i < steps and time.perf_counter() - t0 > stop_after
         if path is not None and (i % save_every == 0 or i == steps or (over and i % 1000 == 0)):
             save()
@@ -388,7 +417,7 @@ def train_stacked(config: dict, data_names: list[str], seeds: list[int], *, step
         m.eval()
     return {"models": out, "datasets": datasets, "steps": tr.step_count, "steps_this_call": tr.step_count - start,
             "seconds": seconds, "cpu_seconds": cpu, "device": str(dev), "graph": tr.graph is not None,
-            "graph_error": tr.graph_error,
+            "graph_error": tr.graph_error, "history": history,
             "finished": finished}
 
 
