@@ -17,7 +17,7 @@ from pathlib import Path
 
 NAME = "cdcgan-fashion"
 DESCRIPTION = "conditional DCGAN on Fashion-MNIST: fashion-cnn accuracy on 1000 samples per requested class, FID/KID (fashion-cnn)"
-SETTINGS = ("steps", "batch", "ema", "ema_warmup", "conditioning", "aux_weight", "threads", "seed", "per_class", "r1", "r1_every")
+SETTINGS = ("steps", "batch", "ema", "ema_warmup", "ema_bn", "conditioning", "aux_weight", "threads", "seed", "per_class", "r1", "r1_every")
 
 
 def run(ctx) -> dict:
@@ -34,13 +34,14 @@ def run(ctx) -> dict:
     batch = ctx.param("batch", 64)
     ema = ctx.param("ema", 0.999, quick=0.0)
     ema_warmup = ctx.param("ema_warmup", False)
+    ema_bn = ctx.param("ema_bn", 0)
     cond = ctx.param("conditioning", "projection")
     aux = ctx.param("aux_weight", 3.0)
     threads = ctx.param("threads", 1)
     seed = ctx.param("seed", 0)
     per_class = ctx.param("per_class", 1000, quick=50)
     r1, r1_every = ctx.param("r1", 1.0), ctx.param("r1_every", 8)
-    sets = {"ema": ema, "ema_warmup": ema_warmup, "conditioning": cond, "aux_weight": aux, "r1": r1, "r1_every": r1_every,  # lazy R1 (see dcgan-mnist)
+    sets = {"ema": ema, "ema_warmup": ema_warmup, "ema_bn": ema_bn, "conditioning": cond, "aux_weight": aux, "r1": r1, "r1_every": r1_every,  # lazy R1 (see dcgan-mnist)
             "train.threads": threads, "train.log_every": 100, "train.checkpoint_every": 0}
     if ctx.quick:
         sets["data.limit"] = 2000
@@ -79,7 +80,7 @@ def run(ctx) -> dict:
         "protocol": (f"Fashion-MNIST {'first 2000' if ctx.quick else '60000'} training images with labels, in [0, 1]; "
                      f"genlab `cdcgan` at 28 px (dcgan networks, label one-hot to z, {cond} discriminator"
                      f"{f', AC-GAN auxiliary classifier weight {aux}' if aux else ''}), "
-                     f"{'generator EMA ' + str(ema) + (' with a warm-up' if ema_warmup else '') if ema else 'no EMA'}, non-saturating loss, Adam 2e-4, beta1 0.5, "
+                     f"{'generator EMA ' + str(ema) + (' with a warm-up' if ema_warmup else '') + (f', its BatchNorm statistics recomputed from {ema_bn} samples' if ema_bn else '') if ema else 'no EMA'}, non-saturating loss, Adam 2e-4, beta1 0.5, "
                      f"{f'lazy R1 gamma {r1:g} every {r1_every} D steps, ' if r1 else ''}"
                      f"batch {batch}, {steps} steps, seed {seed}, {threads} torch thread(s). Per class: {per_class} samples "
                      "(seed 1) classified by the shipped fashion-cnn, accuracy = share predicted as the requested class; "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 NAME = "dcgan-mnist"
 DESCRIPTION = "DCGAN on MNIST 28 px in about 15 minutes on 2 threads: FID/KID/IS (mnist-cnn, 10k samples vs test) and digit-histogram KL"
-SETTINGS = ("steps", "threads", "seed", "ema", "ema_warmup", "pack", "batch", "g_width", "d_width", "r1", "r1_every", "lr", "schedule")
+SETTINGS = ("steps", "threads", "seed", "ema", "ema_warmup", "ema_bn", "pack", "batch", "g_width", "d_width", "r1", "r1_every", "lr", "schedule")
 
 
 def run(ctx) -> dict:
@@ -30,12 +30,13 @@ def run(ctx) -> dict:
     seed = ctx.param("seed", 0)
     ema = ctx.param("ema", 0.0)
     ema_warmup = ctx.param("ema_warmup", False)
+    ema_bn = ctx.param("ema_bn", 0)
     pack = ctx.param("pack", 1)
     batch = ctx.param("batch", 64)
     g_width, d_width = ctx.param("g_width", 64), ctx.param("d_width", 64)
     r1, r1_every = ctx.param("r1", 1.0), ctx.param("r1_every", 8)
     lr, schedule = ctx.param("lr", 2e-4), ctx.param("schedule", "constant")
-    sets = {"train.threads": threads, "train.log_every": 100, "train.checkpoint_every": 0, "ema": ema, "ema_warmup": ema_warmup, "pack": pack,
+    sets = {"train.threads": threads, "train.log_every": 100, "train.checkpoint_every": 0, "ema": ema, "ema_warmup": ema_warmup, "ema_bn": ema_bn, "pack": pack,
             "g_width": g_width, "d_width": d_width, "r1": r1, "r1_every": r1_every, "g_lr": lr, "d_lr": lr,
             "train.lr": lr, "train.schedule": schedule}
     if ctx.quick:
@@ -57,13 +58,13 @@ def run(ctx) -> dict:
     return {
         "fid": ev["fid"], "kid_mean": ev["kid_mean"], "kid_std": ev["kid_std"], "is_mean": ev["is_mean"],
         "modes_hit": ev["modes_hit"], "kl_to_uniform": ev["kl_to_uniform"], "high_quality": ev["high_quality"],
-        "steps": steps, "batch": batch, "ema": ema, "ema_warmup": ema_warmup, "r1": r1, "r1_every": r1_every, "lr": lr, "schedule": schedule, "pack": pack, "g_width": g_width, "d_width": d_width, "train_seconds": train_s, "threads": threads, "params": n_par,
+        "steps": steps, "batch": batch, "ema": ema, "ema_warmup": ema_warmup, "ema_bn": ema_bn, "r1": r1, "r1_every": r1_every, "lr": lr, "schedule": schedule, "pack": pack, "g_width": g_width, "d_width": d_width, "train_seconds": train_s, "threads": threads, "params": n_par,
         "final_d_real": logs[-1].get("d_real"), "final_d_fake": logs[-1].get("d_fake"), "figure": fig, "table": rows,
         "protocol": (f"MNIST {'first 2000' if ctx.quick else '60000'} training images in [0, 1]; genlab `dcgan` at 28 px "
                      f"(pytorch/examples architecture from a 7x7 start, latent 100, g_width {g_width}, d_width {d_width}, transposed "
                      f"convolutions, non-saturating loss, Adam {lr:g} ({schedule}), beta1 0.5, N(0, 0.02) init)"
                      f"{f', lazy R1 gamma {r1:g} every {r1_every} D steps' if r1 else ''}"
-                     f"{f', generator EMA {ema}' + (' with a warm-up' if ema_warmup else '') if ema else ''}{f', pack={pack}' if pack > 1 else ''}, batch {batch}, "
+                     f"{f', generator EMA {ema}' + (' with a warm-up' if ema_warmup else '') + (f', its BatchNorm statistics recomputed from {ema_bn} samples' if ema_bn else '') if ema else ''}{f', pack={pack}' if pack > 1 else ''}, batch {batch}, "
                      f"{steps} steps, seed {seed}, {threads} torch thread(s). Metrics on {ev.get('n_samples')} samples "
                      "(seed 0) against the 10000 test images with the shipped mnist-cnn: FID, KID (100 subsets of 1000), "
                      "IS (10 splits), digits predicted, KL of the predicted-digit histogram to uniform"),

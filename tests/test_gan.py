@@ -114,6 +114,59 @@ def test_ema_warmup_ramps_the_decay_as_tensorflow_num_updates_does():
     assert ema_decay(0.999) == 0.999
 
 
+def test_ema_bn_recomputes_the_ema_generators_batchnorm_statistics_from_its_own_batches():
+    """ema_bn=N: before the EMA generator samples, its BatchNorm running statistics become the
+    average over chunks of N noise samples of its own batch mean and unbiased variance (the live
+    G's statistics belong to other weights); the reference collects each BatchNorm's inputs by
+    hooks and computes them with numpy."""
+    from torch import nn
+
+    m = _model(ema=0.9, ema_bn=1200)
+    upd = Updater(m.make_optimizers(TrainConfig(lr=1e-2)), TrainConfig())
+    for step in range(5):
+        m.train_step(torch.randn(16, 2), None, upd, step, 5)
+    bns = [b for b in m.g_ema.modules() if isinstance(b, nn.BatchNorm1d)]
+    live = [b for b in m.generator.modules() if isinstance(b, nn.BatchNorm1d)]
+    assert bns and bool(m.ema_bn_stale)
+    assert not torch.equal(bns[0].running_mean, live[0].running_mean), "with ema_bn the live statistics are not copied"
+    # the reference: the EMA generator's own batches, the chunks (500, 500, 200) of the same noise
+    import copy
+
+    ref_g = copy.deepcopy(m.g_ema).train()
+    seen = {i: [] for i in range(len(bns))}
+    ref_bns = [b for b in ref_g.modules() if isinstance(b, nn.BatchNorm1d)]
+    for i, b in enumerate(ref_bns):
+        b.register_forward_hook(lambda mod, inp, out, i=i: seen[i].append(inp[0].detach().double().numpy()))
+    rng = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for size in (500, 500, 200):
+            ref_g(torch.randn(size, m.latent, generator=rng))
+    rng_before = torch.get_rng_state()
+    m.sample(10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), rng_before), "recomputing must not draw from the global RNG"
+    assert not bool(m.ema_bn_stale)
+    for i, b in enumerate(bns):
+        mean = np.mean([a.mean(0) for a in seen[i]], axis=0)
+        var = np.mean([a.var(0, ddof=1) for a in seen[i]], axis=0)
+        np.testing.assert_allclose(b.running_mean.numpy(), mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(b.running_var.numpy(), var, rtol=1e-4, atol=1e-5)
+        assert b.momentum == live[i].momentum, "the momentum is restored"
+    # a G update makes them stale again; the flag travels with the model's state
+    m.train_step(torch.randn(16, 2), None, upd, 5, 6)
+    assert bool(m.ema_bn_stale) and "ema_bn_stale" in m.state_dict()
+    with pytest.raises(ConfigError, match="ema_bn: .*needs ema > 0"):
+        _model(ema_bn=100)
+
+
+def test_ema_bn_draws_uniform_labels_for_a_conditional_generator():
+    m = genlab.create_model("cgan", shape=(1, 8, 8), value_range=(0.0, 1.0), **{**SMALL, "classes": 3, "latent": 4,
+                                                                              "ema": 0.5, "ema_bn": 300})
+    x, y = m.sample_labeled(6, generator=torch.Generator().manual_seed(0), labels=2)
+    assert x.shape == (6, 1, 8, 8) and (y == 2).all() and not bool(m.ema_bn_stale)
+    bn = next(b for b in m.g_ema.modules() if isinstance(b, torch.nn.BatchNorm1d))
+    assert int(bn.num_batches_tracked) == 1 and not torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+
+
 def test_resume_with_two_optimizers_is_exact(tmp_path):
     # constant lr: a cosine schedule (the ring8 default) is laid over the run's length, which the resume extends
     kw = dict(steps=40, batch_size=50, lr=1e-3, set={**SMALL, "data.limit": 1000, "train.checkpoint_every": 20,

@@ -357,6 +357,8 @@ def export_onnx(run_or_path, part: str | None = None, out: str | Path | None = N
     out = Path(out) if out is not None else src.path / f"{p.name}.onnx"
     if out.suffix != ".onnx":
         raise ConfigError(f"--out {out}: expected a file name ending in .onnx")
+    if hasattr(model, "fresh_ema_bn"):  # a GAN's EMA generator with ema_bn: its statistics before the trace
+        model.fresh_ema_bn()
     try:
         proto = _to_onnx(p, opset)
     except GenlabError:

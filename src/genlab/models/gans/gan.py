@@ -75,6 +75,7 @@ class GameConfig:
     r1: float = field(0.0, "weight gamma of the zero-centred R1 penalty on real data, gamma/2 E||grad_x D(x)||^2 (Mescheder et al. 2018); 0: off")
     r1_every: int = field(1, "lazy R1 (StyleGAN2, Karras et al. 2020): the penalty on every r1_every-th discriminator step only, weighted r1 * r1_every so that its average pull is unchanged; the double backward it needs then costs 1/r1_every as much")
     ema: float = field(0.0, "decay of an exponential moving average of G's weights used for sampling (e.g. 0.999; 0: off)")
+    ema_bn: int = field(0, "recompute the EMA generator's BatchNorm statistics from this many noise samples (and uniform labels) before it samples, as SWA's update_bn does: its weights are an average, and the live G's running statistics, which it copies otherwise, belong to other weights; 0: copy them")
     ema_warmup: bool = field(False, "ramp the EMA's decay up as min(ema, (1 + n) / (10 + n)) after n generator updates (TensorFlow's ExponentialMovingAverage with num_updates), so that the first, poor weights leave the average quickly; off: the decay is ema from the first update")
 
     def validate(self) -> None:
@@ -89,6 +90,10 @@ class GameConfig:
         for name in ("beta1", "beta2", "ema"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}: expected a value in [0, 1), got {getattr(self, name)}")
+        if self.ema_bn < 0:
+            raise ConfigError(f"ema_bn: expected a number of noise samples >= 0, got {self.ema_bn}")
+        if self.ema_bn and not self.ema:
+            raise ConfigError(f"ema_bn: recomputes the EMA generator's BatchNorm statistics; it needs ema > 0 (e.g. ema=0.999), got ema={self.ema}")
 
 
 @dataclass
@@ -250,6 +255,8 @@ class GAN(GenModel):
             self.g_ema = copy.deepcopy(self.generator)
             for p in self.g_ema.parameters():
                 p.requires_grad_(False)
+            if c.ema_bn:  # set by a G update, cleared when the statistics are recomputed; saved with the model
+                self.register_buffer("ema_bn_stale", torch.ones((), dtype=torch.bool))
 
     @classmethod
     def train_defaults(cls, data_name: str | None) -> dict:
@@ -298,7 +305,46 @@ class GAN(GenModel):
     def generate(self, z: torch.Tensor, ema: bool = False, y: torch.Tensor | None = None) -> torch.Tensor:
         """G's samples for noise ``z`` (and labels ``y``, conditional models only)."""
         g = self.g_ema if (ema and self.g_ema is not None) else self.generator
+        if g is self.g_ema and not torch.compiler.is_compiling():  # an export calls fresh_ema_bn first
+            self.fresh_ema_bn()
         return self._out(g(z) if y is None else g(z, y))
+
+    def fresh_ema_bn(self) -> None:
+        """With ``ema_bn``: recompute the EMA generator's BatchNorm statistics if a G update has
+        changed its weights since they were last computed (a no-op otherwise)."""
+        if getattr(self, "ema_bn_stale", None) is not None and bool(self.ema_bn_stale):
+            self.recompute_ema_bn()
+
+    @torch.no_grad()
+    def recompute_ema_bn(self, chunk: int = 500) -> None:
+        """Set the EMA generator's BatchNorm running statistics to the average over ``ema_bn``
+        noise samples, in chunks of ``chunk``, of its own batch statistics (each chunk's mean
+        and unbiased variance, as ``torch.optim.swa_utils.update_bn``); conditional models draw
+        uniform labels. The noise comes from a generator of its own, seeded 0: the global RNG,
+        and with it an exact resume, is untouched."""
+        g = self.g_ema
+        bns = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if bns:
+            device = next(g.parameters()).device
+            momenta = [m.momentum for m in bns]
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average over the chunks
+            was = g.training
+            g.train()
+            rng = torch.Generator().manual_seed(0)
+            n = self.config.ema_bn
+            for i in range(0, n, chunk):
+                b = min(chunk, n - i)
+                z = torch.randn(b, self.latent, generator=rng).to(device)
+                if self.uses_labels:
+                    g(z, torch.randint(self.config.classes, (b,), generator=rng).to(device))
+                else:
+                    g(z)
+            g.train(was)
+            for m, mom in zip(bns, momenta):
+                m.momentum = mom
+        self.ema_bn_stale.fill_(False)
 
     def critic(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """D's logits for ``x`` (and labels ``y``, conditional models only)."""
@@ -402,8 +448,11 @@ class GAN(GenModel):
                     decay = ema_decay(c.ema, (step + 1) // c.d_steps if c.ema_warmup else None)
                     for pe, p in zip(self.g_ema.parameters(), self.generator.parameters()):
                         pe.lerp_(p, 1 - decay)
-                    for be, b in zip(self.g_ema.buffers(), self.generator.buffers()):
-                        be.copy_(b)
+                    if c.ema_bn:  # recomputed for the averaged weights when next sampled
+                        self.ema_bn_stale.fill_(True)
+                    else:
+                        for be, b in zip(self.g_ema.buffers(), self.generator.buffers()):
+                            be.copy_(b)
         return logs
 
     @torch.no_grad()

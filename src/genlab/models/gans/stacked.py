@@ -22,7 +22,7 @@ given the same batches and noise.
 Supported: ``gan`` with any hidden sizes, with or without BatchNorm, maxout or LeakyReLU in D,
 ``pack``, ``d_steps``, every ``g_loss`` and ``d_loss``, separate G/D learning rates, a constant
 learning rate, data whose size is a multiple of the batch. Not supported (a ConfigError names the
-field): ``gp``, ``r1``, ``mbstd``, ``spectral_norm``, ``ema`` (and ``ema_warmup``), learning-rate schedules.
+field): ``gp``, ``r1``, ``mbstd``, ``spectral_norm``, ``ema`` (and ``ema_warmup``, ``ema_bn``), learning-rate schedules.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ from torch import nn
 from ...errors import ConfigError
 from .gan import GAN, d_loss_fn, g_loss_fn
 
-UNSUPPORTED = {"gp": 0.0, "r1": 0.0, "mbstd": False, "spectral_norm": False, "ema": 0.0, "ema_warmup": False}
+UNSUPPORTED = {"gp": 0.0, "r1": 0.0, "mbstd": False, "spectral_norm": False, "ema": 0.0, "ema_warmup": False, "ema_bn": 0}
 WARMUP = 3  # eager steps before a CUDA graph is captured
 
 
