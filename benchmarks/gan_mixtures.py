@@ -30,7 +30,9 @@ Two engines for the paper arm (``--set engine=...``):
   updates, each model exactly its own; only the noise stream differs), on ``device`` (auto: CUDA
   when there is one, where each step is replayed as a CUDA graph). ``state=DIR`` keeps a
   resumable state there and ``stop_after=MINUTES`` saves and stops within 1000 steps after that long, so
-  the 400000-step protocol can be split over several calls of the same command. On this 2-core
+  the 400000-step protocol can be split over several calls of the same command;
+  ``curve_every=N`` scores every model by the same protocol every N steps and draws the training
+  curve (mean +- std over seeds against steps, ``gan-mixtures-paper-curve.png``). On this 2-core
   CPU stacking gains little (20 models on 2 threads: 15.3 ms per model-step, about what two
   one-thread ``runs`` workers give); it is meant for a GPU, where a step of one small model
   leaves the device idle.

@@ -145,6 +145,24 @@ def test_help_exits_0(cmd, capsys):
     assert "usage:" in capsys.readouterr().out
 
 
+def test_bench_name_help_adds_the_benchmarks_protocol_and_settings(capsys):
+    import sys
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "gan-mixtures", "--help"])
+    out = capsys.readouterr().out
+    gan_mixtures = sys.modules["gan_mixtures"]  # loaded from benchmarks/ by the bench module
+    assert e.value.code == 0 and "usage:" in out
+    assert "gan-mixtures: " + gan_mixtures.DESCRIPTION in out
+    assert gan_mixtures.__doc__.strip().splitlines()[0] in out
+    assert "settings (--set KEY=VALUE): " + ", ".join(gan_mixtures.SETTINGS) in out
+    with pytest.raises(SystemExit) as e:  # a misspelt name: one line, with the closest name
+        main(["bench", "gan-mixturs", "--help"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert_one_line_error(2, err, "unknown benchmark 'gan-mixturs'", "did you mean 'gan-mixtures'")
+
+
 # --- errors: exit 2, one line ------------------------------------------------------------------
 def test_unknown_model(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "train", "nosuchmodel", "--out", tmp_path / "r")

@@ -193,15 +193,34 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
-def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, echo: bool = True,
-                  params: dict | None = None) -> dict:
-    mods = _modules()
+def _module(name: str, mods: dict[str, ModuleType]) -> ModuleType:
     if name not in mods:
         import difflib
 
         close = difflib.get_close_matches(name, mods, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise GenlabError(f"unknown benchmark {name!r}{hint}; known: {', '.join(mods)}")
+    return mods[name]
+
+
+def benchmark_help(name: str) -> str:
+    """What `genlab bench NAME --help` prints after the command's options: the benchmark's
+    one-line description, its module docstring (protocol, published figures, settings) and the
+    settings `--set` takes."""
+    import inspect
+
+    mod = _module(name, _modules())
+    known = tuple(getattr(mod, "SETTINGS", ()))
+    doc = inspect.cleandoc(mod.__doc__ or "")
+    return "\n\n".join(part for part in (
+        f"{name}: {getattr(mod, 'DESCRIPTION', '')}", doc,
+        f"settings (--set KEY=VALUE): {', '.join(known) if known else 'none'}") if part)
+
+
+def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, echo: bool = True,
+                  params: dict | None = None) -> dict:
+    mods = _modules()
+    _module(name, mods)
     known = tuple(getattr(mods[name], "SETTINGS", ()))
     unknown = sorted(set(params or {}) - set(known))
     if unknown:

@@ -70,6 +70,28 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return "\n".join(out)
 
 
+class _BenchHelp(argparse.Action):
+    """``genlab bench [NAME] --help``: the command's help, then NAME's protocol and settings."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .bench import benchmark_help
+
+        name = getattr(namespace, "name", None)
+        text = None
+        if name and name != "list":
+            try:
+                text = benchmark_help(name)
+            except GenlabError as e:
+                parser.exit(2, f"{parser.prog}: error: {e}\n")
+        parser.print_help()
+        if text:
+            print("\n" + text)
+        parser.exit()
+
+
 def _formatter(prog):
     return _Formatter(prog, max_help_position=32)
 
@@ -566,9 +588,11 @@ kept, so --layer fc (classifier.6 on VGG) and --filter N show ImageNet class N. 
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     # bench
-    s = sub.add_parser("bench", help="run a named benchmark, or list them", formatter_class=_formatter,
+    s = sub.add_parser("bench", help="run a named benchmark, or list them", formatter_class=_formatter, add_help=False,
                        description="Benchmarks reproduce published numbers and measure speed against a reference "
-                       "timed in the same run. `genlab bench list` names them.")
+                       "timed in the same run. `genlab bench list` names them; `genlab bench NAME --help` adds "
+                       "that benchmark's protocol and settings.")
+    s.add_argument("-h", "--help", action=_BenchHelp, help="show this help (with NAME: that benchmark's too) and exit")
     s.add_argument("name", metavar="NAME", help="a benchmark name, or `list`")
     s.add_argument("--quick", action="store_true", help="a minutes-long smoke version (what the test suite runs)")
     s.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
