@@ -93,15 +93,15 @@ def _stacked(ctx, group: list[dict], steps: int, device: str, state: str, stop_a
     path = Path(state) / f"gan-mixtures-pack{pack}.pt" if state else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    keys = ("modes", "high_quality", "reverse_kl")
     out = train_stacked({**PACGAN_MODEL, "pack": pack}, [j["data"] for j in group], [j["seed"] for j in group],
                         steps=steps, batch_size=PACGAN_TRAIN["train.batch_size"], lr=PACGAN_TRAIN["train.lr"],
                         device=device, state_path=path, stop_after=None if stop_after is None else stop_after * 60,
                         eval_every=curve_every, log=ctx.log,
-                        evaluate=lambda models, step: [{key: mixture_metrics(m, j["data"])[key] for key in ("modes", "high_quality", "reverse_kl")}
+                        evaluate=lambda models, step: [{key: mixture_metrics(m, j["data"])[key] for key in keys}
                                                        for m, j in zip(models, group)])
     k = len(group)
     results = []
-    keys = ("modes", "high_quality", "reverse_kl")
     for j, m in zip(group, out["models"]):
         ev = mixture_metrics(m, j["data"])
         pts = m.sample(2500, generator=torch.Generator().manual_seed(0)).reshape(2500, -1).tolist() if j["seed"] == 0 else None

@@ -219,9 +219,8 @@ def benchmark_help(name: str) -> str:
 
 def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, echo: bool = True,
                   params: dict | None = None) -> dict:
-    mods = _modules()
-    _module(name, mods)
-    known = tuple(getattr(mods[name], "SETTINGS", ()))
+    mod = _module(name, _modules())
+    known = tuple(getattr(mod, "SETTINGS", ()))
     unknown = sorted(set(params or {}) - set(known))
     if unknown:
         raise GenlabError(f"--set {', '.join(unknown)}: not a setting of benchmark {name!r} "
@@ -229,13 +228,13 @@ def run_benchmark(name: str, quick: bool = False, data_root: str | None = None, 
     ctx = Context(quick=quick, data_root=Path(data_root) if data_root else default_data_root(), echo=echo,
                   params=dict(params or {}))
     t0 = time.perf_counter()
-    res = mods[name].run(ctx)
+    res = mod.run(ctx)
     if ctx.params:
         res["settings"] = ctx.params
     res = {"name": name, "quick": quick, **res, "wall_seconds": round(time.perf_counter() - t0, 2),
            "machine": machine_info()}
     if echo:
-        print(f"# {name}{' (quick)' if quick else ''}: {mods[name].DESCRIPTION}")
+        print(f"# {name}{' (quick)' if quick else ''}: {mod.DESCRIPTION}")
         if res.get("table"):
             print(format_table(res["table"]))
         if res.get("protocol"):
